@@ -1,0 +1,3 @@
+from smgeo_cli.cli import main
+
+main()

@@ -1,0 +1,75 @@
+"""``smgeo eval``: CVOGL metrics of a trained model on one split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from smgeo_cli.commands.options import (
+    BatchSizeOption,
+    DataRootArgument,
+    DeviceOption,
+    JsonOption,
+    LimitOption,
+    QuietOption,
+    WeightsOption,
+)
+from smgeo_cli.commands.progress import progress_bar
+from smgeo_cli.data.cvogl import CVOGLDataset
+from smgeo_cli.device import resolve_device
+from smgeo_cli.evaluate import evaluate
+from smgeo_cli.io import write_text_atomic
+from smgeo_cli.model.weights import load_model
+
+
+def eval_command(
+    data_root: Path = DataRootArgument,
+    split: str = typer.Option("test", "--split", help="Which <Name>_<split>.pth to evaluate."),
+    weights: Path = WeightsOption,
+    json_output: bool = JsonOption,
+    predictions_out: Path = typer.Option(
+        None, "--predictions-out", help="Write one JSON line a sample: id, box (satellite pixels), score, iou."
+    ),
+    batch_size: int = BatchSizeOption,
+    limit: int = LimitOption,
+    device: str = DeviceOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Evaluate like the CVOGL reference: top box per sample, acc@0.25, acc@0.5, mIoU, per category."""
+    model = load_model(weights, resolve_device(device))
+    config = model.config
+    dataset = CVOGLDataset(data_root, split, config.query_size, config.ref_size, limit=limit)
+    with progress_bar(quiet) as progress:
+        task = progress.add_task(f"eval {split}", total=len(dataset), info="") if progress else None
+        result = evaluate(
+            model, dataset, batch_size=batch_size, on_batch=(lambda n: progress.advance(task, n)) if progress else None
+        )
+    if predictions_out:
+        write_text_atomic(predictions_out, "".join(json.dumps(p) + "\n" for p in result.predictions))
+    if json_output:
+        typer.echo(json.dumps(result.metrics))
+    else:
+        Console().print(metrics_table(result.metrics, f"{config.name} on {data_root.name} {split}"))
+
+
+def metrics_table(metrics: dict, title: str) -> Table:
+    """Overall and per-category rows, in percent as CVOGL papers report them."""
+    table = Table(title=title)
+    for column in ("category", "n", "acc@0.25", "acc@0.5", "mIoU"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+
+    def row(name: str, m: dict, style: str | None = None) -> None:
+        table.add_row(name, str(m["n"]), *(f"{100 * m[k]:.2f}" for k in ("acc@0.25", "acc@0.5", "mIoU")), style=style)
+
+    for category, values in sorted(metrics["per_category"].items()):
+        row(category, values)
+    row("all", metrics, style="bold")
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)

@@ -1,0 +1,16 @@
+"""Options shared by several commands, defined once (as rio does)."""
+
+from __future__ import annotations
+
+import typer
+
+from smgeo_cli.device import DEVICE_CHOICES
+
+DeviceOption = typer.Option("auto", "--device", help=f"Where the model runs: {', '.join(DEVICE_CHOICES)}.")
+QuietOption = typer.Option(False, "--quiet", "-q", help="No progress display.")
+JsonOption = typer.Option(False, "--json", help="Print one JSON object instead of a table.")
+BatchSizeOption = typer.Option(8, "--batch-size", min=1, help="Samples per forward pass.")
+LimitOption = typer.Option(None, "--limit", min=1, help="Use only the first N samples of each split (quick runs).")
+WeightsOption = typer.Option(..., "--weights", help="Weights folder (config.json + model.safetensors).")
+DataRootArgument = typer.Argument(..., help="Dataset root in CVOGL layout (<Name>_<split>.pth, query/, satellite/).")
+

@@ -1,0 +1,184 @@
+"""Image reading, resizing, normalisation and augmentation for query/reference pairs.
+
+Images are numpy arrays, H x W x 3, uint8 RGB. Points and boxes are in pixel
+coordinates with the pixel-edge convention: pixel (col, row) covers
+[col, col + 1) x [row, row + 1), so the image spans [0, W] x [0, H]. Points
+are (x, y); boxes are (x1, y1, x2, y2). Under this convention resizing an image
+from W to S pixels scales every x by exactly S / W (and y by S / H).
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from smgeo_cli.errors import InputFileError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# ITU-R BT.601 luma weights: the grey level that saturation and contrast pivot on.
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def read_rgb(path: str | PathLike[str]) -> np.ndarray:
+    """Read an image file as displayed: EXIF orientation applied, RGB uint8 (H, W, 3).
+
+    Photos are read as a viewer shows them, since that is where a person
+    clicks. Raises InputFileError if the file is missing or not a readable image.
+    """
+    try:
+        with Image.open(path) as image:
+            return np.array(ImageOps.exif_transpose(image).convert("RGB"))
+    except (OSError, Image.DecompressionBombError) as err:
+        raise InputFileError(f"{path}: cannot read image ({err})") from err
+
+
+def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> (3, H, W) float32 normalised with ImageNet mean and std."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
+    # (v / 255 - mean) / std as one multiply-add, in numpy on contiguous planes:
+    # several times faster than the same arithmetic on a permuted torch view.
+    std = np.array(IMAGENET_STD, dtype=np.float32)
+    gain = (1.0 / (255.0 * std))[:, None, None]
+    offset = (np.array(IMAGENET_MEAN, dtype=np.float32) / std)[:, None, None]
+    planes = np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32)
+    return torch.from_numpy(planes * gain - offset)
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    # Area averaging when shrinking avoids aliasing; bilinear when enlarging.
+    shrinking = width < image.shape[1] and height < image.shape[0]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interpolation)
+
+
+def _scale_xy(coords: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Scale coordinates whose last axis alternates x, y (a point (2,) or a box (4,))."""
+    coords = np.asarray(coords, dtype=np.float64)
+    return coords * np.tile(np.array([sx, sy]), coords.shape[-1] // 2)
+
+
+def resize_with_points(
+    image: np.ndarray, size: int, coords: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize an image to size x size and scale coordinates to match.
+
+    coords: array whose last axis alternates x, y, in the input image's pixels
+    (a click (2,), a box (4,), or stacks of them). x scales by size / W and y by
+    size / H. Returns the resized image and float64 coordinates.
+    """
+    height, width = image.shape[:2]
+    return _resize(image, size, size), _scale_xy(coords, size / width, size / height)
+
+
+def colour_jitter(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    brightness: float,
+    contrast: float,
+    saturation: float,
+    hue_deg: float,
+) -> np.ndarray:
+    """Random photometric change; geometry untouched.
+
+    Brightness, contrast and saturation are multiplied by factors drawn from
+    [1 - amount, 1 + amount]; hue is rotated about the grey axis by an angle
+    drawn from [-hue_deg, hue_deg]. Returns a new uint8 image.
+    """
+    b = rng.uniform(1.0 - brightness, 1.0 + brightness)
+    c = rng.uniform(1.0 - contrast, 1.0 + contrast)
+    s = rng.uniform(1.0 - saturation, 1.0 + saturation)
+    theta = np.deg2rad(rng.uniform(-hue_deg, hue_deg))
+    # Hue and saturation as one 3x3 colour matrix: a rotation about the grey
+    # axis (Rodrigues) after pulling each pixel towards or away from its luma.
+    u = np.full(3, 1.0 / np.sqrt(3.0))
+    cross = np.array([[0.0, -u[2], u[1]], [u[2], 0.0, -u[0]], [-u[1], u[0], 0.0]])
+    hue = np.cos(theta) * np.eye(3) + (1.0 - np.cos(theta)) * np.outer(u, u) + np.sin(theta) * cross
+    sat = s * np.eye(3) + (1.0 - s) * np.outer(np.ones(3), _LUMA)
+    matrix = b * hue @ sat
+    # Contrast pivots on the mean grey of the recoloured image, which is the
+    # recoloured mean: so the whole change is one affine map per pixel.
+    image = np.ascontiguousarray(image)
+    grey = float(_LUMA @ matrix @ np.array(cv2.mean(image)[:3]))
+    affine = np.hstack([c * matrix, np.full((3, 1), (1.0 - c) * grey)])
+    return cv2.transform(image, affine)  # rounds and saturates to uint8
+
+
+def _hflip(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    width = image.shape[1]
+    x1, y1, x2, y2 = box
+    return image[:, ::-1], np.array([width - x2, y1, width - x1, y2])
+
+
+def _vflip(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    height = image.shape[0]
+    x1, y1, x2, y2 = box
+    return image[::-1], np.array([x1, height - y2, x2, height - y1])
+
+
+def _rot90(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A counter-clockwise quarter turn: the point (x, y) goes to (y, W - x)."""
+    width = image.shape[1]
+    x1, y1, x2, y2 = box
+    return np.rot90(image), np.array([y1, width - x2, y2, width - x1])
+
+
+def _crop_keeping_box(
+    image: np.ndarray, box: np.ndarray, rng: np.random.Generator, min_scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Crop a window holding the whole box, then resize it back to the image's size.
+
+    The window keeps the image's aspect ratio and a side of at least min_scale
+    of the image (more if the box needs it); its corner is an integer pixel so
+    the box shifts exactly.
+    """
+    height, width = image.shape[:2]
+    # The box clipped to the image, widened to whole pixels.
+    kx1, ky1 = np.floor(np.clip(box[:2], 0, [width, height])).astype(int)
+    kx2, ky2 = np.ceil(np.clip(box[2:], 0, [width, height])).astype(int)
+    scale = max(rng.uniform(min_scale, 1.0), (kx2 - kx1) / width, (ky2 - ky1) / height)
+    crop_w = min(width, int(np.ceil(scale * width)))
+    crop_h = min(height, int(np.ceil(scale * height)))
+    left = int(rng.integers(max(0, kx2 - crop_w), min(kx1, width - crop_w) + 1))
+    top = int(rng.integers(max(0, ky2 - crop_h), min(ky1, height - crop_h) + 1))
+    crop = image[top : top + crop_h, left : left + crop_w]
+    shifted = box - np.array([left, top, left, top])
+    return _resize(crop, width, height), _scale_xy(shifted, width / crop_w, height / crop_h)
+
+
+def augment_reference(
+    image: np.ndarray, box: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random geometric and photometric augmentation of a reference tile and its box.
+
+    image: (H, W, 3) uint8. box: (4,) x1, y1, x2, y2 in the image's pixels.
+    Horizontal and vertical flips, quarter turns (square images only, so the
+    output keeps the input's shape; flips already give the half turn), a crop
+    that keeps the whole box resized back to (H, W), and colour jitter.
+    Returns the new image, same shape, and the box (4,) float64 in its pixels.
+    """
+    box = np.asarray(box, dtype=np.float64)
+    if rng.random() < 0.5:
+        image, box = _hflip(image, box)
+    if rng.random() < 0.5:
+        image, box = _vflip(image, box)
+    if image.shape[0] == image.shape[1]:
+        for _ in range(int(rng.integers(4))):
+            image, box = _rot90(image, box)
+    if rng.random() < 0.5:
+        image, box = _crop_keeping_box(image, box, rng, min_scale=0.6)
+    image = colour_jitter(image, rng, brightness=0.25, contrast=0.25, saturation=0.3, hue_deg=15.0)
+    return image, box
+
+
+def augment_query_colour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Light colour jitter of a query photo; no geometry, so its click stays valid."""
+    return colour_jitter(image, rng, brightness=0.1, contrast=0.1, saturation=0.1, hue_deg=5.0)

@@ -1,0 +1,242 @@
+"""Match a drone photo to a reference tile: ratio-test matches, a RANSAC homography, the click mapped through it.
+
+All coordinates are pixels with the pixel-edge convention (pixel (c, r)
+covers [c, c + 1) x [r, r + 1)); the homography maps query pixels of the photo
+as given to reference pixels of the tile as given, whatever working sizes the
+features were computed at.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .features import Features, describe
+from .window import check_click, object_window
+
+# MAGSAC++ (OpenCV's USAC framework) marginalises over the noise scale, so its
+# threshold is an upper bound rather than a tuned cut; plain RANSAC otherwise.
+ROBUST_METHOD = getattr(cv2, "USAC_MAGSAC", cv2.RANSAC)
+RANSAC_CONFIDENCE = 0.999
+RANSAC_MAX_ITERS = 10_000
+# Inliers at which the score's count term reaches 1 - 1/e.
+SCORE_INLIERS = 25.0
+# A view change between the working images beyond this is not one SIFT can
+# match: a homography claiming it is a chance fit.
+MAX_SCALE_CHANGE = 8.0
+# Largest ratio of the homography's two local stretches at the click: about
+# what a view 75 degrees off nadir does to the ground.
+MAX_ANISOTROPY = 4.0
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Where a query photo's clicked object lies in a reference tile.
+
+    Attributes:
+        homography: (3, 3) float64, query pixels -> reference pixels, ``[2, 2] == 1``.
+        click_xy: the click mapped into the reference, (x, y) reference pixels.
+        corners: (4, 2) the query window's corners (top-left, top-right,
+            bottom-right, bottom-left) mapped into the reference.
+        box: (x1, y1, x2, y2) axis-aligned bounds of ``corners`` in reference
+            pixels; not clipped to the tile.
+        inliers: matches consistent with the homography.
+        matches: matches that passed the ratio test.
+        inlier_ratio: ``inliers / matches``.
+        score: confidence in [0, 1], ``(1 - exp(-inliers / SCORE_INLIERS)) *
+            sqrt(inlier_ratio)``: evidence grows with the inlier count and
+            saturates, and is discounted when most matches disagree. The
+            square root keeps a photo that covers much more ground than the
+            tile (so most of its matches fall outside it) from scoring near 0.
+    """
+
+    homography: np.ndarray
+    click_xy: tuple[float, float]
+    corners: np.ndarray
+    box: tuple[float, float, float, float]
+    inliers: int
+    matches: int
+    inlier_ratio: float
+    score: float
+
+
+def window_corners(window: Sequence[float]) -> np.ndarray:
+    """(4, 2) corners of an (x1, y1, x2, y2) box: top-left, top-right, bottom-right, bottom-left."""
+    x1, y1, x2, y2 = window
+    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], dtype=np.float64)
+
+
+def project(homography: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map (N, 2) points through a homography; returns the (N, 2) points and their (N,) projective depths w."""
+    mapped = np.c_[points, np.ones(len(points))] @ homography.T
+    return mapped[:, :2] / mapped[:, 2:], mapped[:, 2]
+
+
+def local_jacobian(homography: np.ndarray, point: Sequence[float]) -> np.ndarray:
+    """(2, 2) derivative of the homography's mapping at ``point``."""
+    x, y = point
+    (a, b, c), (d, e, f), (g, h, i) = homography
+    w = g * x + h * y + i
+    u, v = (a * x + b * y + c) / w, (d * x + e * y + f) / w
+    return np.array([[a - g * u, b - h * u], [d - g * v, e - h * v]]) / w
+
+
+def _is_convex(quad: np.ndarray) -> bool:
+    """True when the 4-point polygon turns the same way at every corner (orientation kept)."""
+    edges = np.roll(quad, -1, axis=0) - quad
+    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    return bool((turns > 0).all())
+
+
+def plausible(
+    homography: np.ndarray,
+    click_xy: Sequence[float],
+    corners: np.ndarray,
+    query: Features,
+    reference: Features,
+) -> bool:
+    """Whether a fitted homography can be a real view change rather than a chance fit.
+
+    It must keep the click and the window in front of the camera (positive
+    depth), keep orientation (no mirror), keep the window a convex
+    quadrilateral, change scale between the working images by less than
+    ``MAX_SCALE_CHANGE``, stretch no more than ``MAX_ANISOTROPY`` times more
+    along one axis than the other, and put the click inside the tile.
+    """
+    if not np.isfinite(homography).all():
+        return False
+    points, depths = project(homography, np.vstack([corners, click_xy]))
+    if (depths <= 0).any() or not _is_convex(points[:4]):
+        return False
+    # Compare scales between the images SIFT saw, not the photo as given.
+    jacobian = local_jacobian(homography, click_xy)
+    to_work = np.diag(reference.work_scale) @ jacobian @ np.diag(1 / np.asarray(query.work_scale))
+    stretches = np.linalg.svd(to_work, compute_uv=False)
+    if np.linalg.det(to_work) <= 0 or stretches[1] <= 0:
+        return False
+    scale = math.sqrt(stretches[0] * stretches[1])
+    if not 1 / MAX_SCALE_CHANGE <= scale <= MAX_SCALE_CHANGE or stretches[0] / stretches[1] > MAX_ANISOTROPY:
+        return False
+    width, height = reference.image_size
+    x, y = points[4]
+    return 0.0 <= x < width and 0.0 <= y < height
+
+
+def ratio_matches(query: Features, reference: Features, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lowe's ratio test: (M, 2) query points and their (M, 2) reference matches.
+
+    A query keypoint matches its nearest reference descriptor when that one
+    is clearly nearer than the second nearest (distance below ``ratio`` times).
+    """
+    if len(query) == 0 or len(reference) < 2:
+        return np.empty((0, 2)), np.empty((0, 2))
+    pairs = cv2.BFMatcher(cv2.NORM_L2).knnMatch(query.descriptors, reference.descriptors, k=2)
+    kept = [(best.queryIdx, best.trainIdx) for best, second in pairs if best.distance < ratio * second.distance]
+    if not kept:
+        return np.empty((0, 2)), np.empty((0, 2))
+    query_idx, reference_idx = np.array(kept).T
+    return query.keypoints[query_idx], reference.keypoints[reference_idx]
+
+
+def match_features(
+    query: Features,
+    reference: Features,
+    click_xy: Sequence[float],
+    window: Sequence[float],
+    *,
+    ratio: float = 0.75,
+    ransac_px: float = 4.0,
+    min_inliers: int = 12,
+) -> MatchResult | None:
+    """Locate the clicked object of a described query in a described reference.
+
+    Args:
+        query, reference: from ``describe``; the reference's can be cached per tile.
+        click_xy: (x, y) in query pixels.
+        window: the query's object window (x1, y1, x2, y2) in query pixels,
+            usually ``object_window(query_rgb, click_xy)``.
+        ratio: Lowe's ratio-test threshold.
+        ransac_px: largest reprojection error of an inlier, in reference pixels.
+        min_inliers: fewer inliers than this is "no match".
+
+    Returns:
+        The match, or None when there is no trustworthy one: too few matches
+        or inliers, or a homography that fails ``plausible``.
+    """
+    check_click(query.image_size, click_xy)
+    source, target = ratio_matches(query, reference, ratio)
+    if len(source) < max(min_inliers, 4):
+        return None
+    try:
+        homography, inlier_mask = cv2.findHomography(
+            source, target, ROBUST_METHOD, ransac_px, maxIters=RANSAC_MAX_ITERS, confidence=RANSAC_CONFIDENCE
+        )
+    except cv2.error:
+        # USAC refuses point sets it cannot sample (e.g. many matches sharing
+        # one location): no homography, so no match.
+        return None
+    if homography is None or abs(homography[2, 2]) < 1e-12:
+        return None
+    homography = homography / homography[2, 2]
+    inliers = int(inlier_mask.sum())
+    corners = window_corners(window)
+    if inliers < min_inliers or not plausible(homography, click_xy, corners, query, reference):
+        return None
+    points, _ = project(homography, np.vstack([corners, click_xy]))
+    inlier_ratio = inliers / len(source)
+    score = (1.0 - math.exp(-inliers / SCORE_INLIERS)) * math.sqrt(inlier_ratio)
+    (x1, y1), (x2, y2) = points[:4].min(axis=0), points[:4].max(axis=0)
+    return MatchResult(
+        homography=homography,
+        click_xy=(float(points[4, 0]), float(points[4, 1])),
+        corners=points[:4],
+        box=(float(x1), float(y1), float(x2), float(y2)),
+        inliers=inliers,
+        matches=len(source),
+        inlier_ratio=inlier_ratio,
+        score=score,
+    )
+
+
+def match_pair(
+    query_rgb: np.ndarray,
+    reference_rgb: np.ndarray,
+    click_xy: Sequence[float],
+    *,
+    reference_valid: np.ndarray | None = None,
+    query_max_side: int | None = 1024,
+    ratio: float = 0.75,
+    ransac_px: float = 4.0,
+    min_inliers: int = 12,
+) -> MatchResult | None:
+    """Locate the object clicked in a query photo inside one reference image.
+
+    Describes both images, finds the object window around the click and
+    calls ``match_features``; to match one photo against many tiles, call
+    ``describe`` and ``object_window`` once per image and ``match_features``
+    per pair instead.
+
+    Args:
+        query_rgb: (H, W, 3) uint8 RGB drone photo (or (H, W) grey).
+        reference_rgb: (H, W, 3) uint8 RGB reference tile (or (H, W) grey).
+        click_xy: (x, y) in query pixels.
+        reference_valid: optional (H, W) bool, False on the tile's no-data.
+        query_max_side: longest side, in pixels, the photo is shrunk to for
+            SIFT; set it near the photo's footprint in tile pixels (None:
+            full size).
+        ratio, ransac_px, min_inliers: see ``match_features``.
+    """
+    window = object_window(query_rgb, click_xy)
+    return match_features(
+        describe(query_rgb, max_side=query_max_side),
+        describe(reference_rgb, valid=reference_valid),
+        click_xy,
+        window,
+        ratio=ratio,
+        ransac_px=ransac_px,
+        min_inliers=min_inliers,
+    )

@@ -1,0 +1,150 @@
+"""SMGeo model configuration: sizes, switches for ablations and loss weights.
+
+A config lives as ``config.json`` beside its weights (``models/<name>/``), so a
+weights folder is self-describing. Unknown keys are an error rather than being
+ignored: a typo in an ablation switch would otherwise train the wrong model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smgeo_cli.errors import InputFileError, UsageError
+
+# models/ sits beside the package in a source checkout.
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+
+@dataclass
+class SMGeoConfig:
+    """Everything needed to build an SMGeo network and its training losses.
+
+    Sizes are in pixels of the model's own inputs: the query is resized to
+    ``query_size`` square, the reference tile is ``ref_size`` square at
+    ``ref_gsd_m`` metres per pixel.
+    """
+
+    name: str = "smgeo-t"
+    # Inputs.
+    query_size: int = 256
+    ref_size: int = 1024
+    ref_gsd_m: float = 0.5
+    # Swin backbone (timm); the paper's Swin-T.
+    patch_size: int = 4
+    embed_dim: int = 96
+    depths: tuple[int, ...] = (2, 2, 6, 2)
+    num_heads: tuple[int, ...] = (3, 6, 12, 24)
+    window_size: int = 8
+    mlp_ratio: float = 4.0
+    drop_path_rate: float = 0.1
+    # Grid-level mixture of experts: stage index -> block indexes (0-based).
+    moe_blocks: dict[int, tuple[int, ...]] = field(
+        default_factory=lambda: {1: (0, 1), 2: (0, 2, 4), 3: (0, 1)}
+    )
+    num_experts: int = 6
+    top_k: int = 2
+    router_noise_std: float = 0.1
+    # Fusion and head.
+    fusion_dim: int = 128
+    fusion_stages: tuple[int, ...] = (1, 2, 3)
+    fusion_stride: int = 16
+    head_dim: int = 128
+    max_detections: int = 10
+    # Ablation switches.
+    use_moe: bool = True
+    shared_backbone: bool = True
+    use_fusion: bool = True
+    # Loss weights.
+    heatmap_weight: float = 1.0
+    offset_weight: float = 1.0
+    box_l1_weight: float = 5.0
+    giou_weight: float = 2.0
+    moe_balance_weight: float = 0.01
+    moe_entropy_weight: float = 0.001
+
+    def __post_init__(self) -> None:
+        self.depths = tuple(self.depths)
+        self.num_heads = tuple(self.num_heads)
+        self.fusion_stages = tuple(self.fusion_stages)
+        self.moe_blocks = {int(s): tuple(b) for s, b in self.moe_blocks.items()}
+        self.validate()
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.depths)
+
+    def stage_stride(self, stage: int) -> int:
+        """Pixels of input per token of ``stage`` (Swin halves resolution each stage)."""
+        return self.patch_size * 2**stage
+
+    def validate(self) -> None:
+        """Raise UsageError naming the first inconsistent field."""
+        problems = []
+        if len(self.num_heads) != self.num_stages:
+            problems.append(f"num_heads has {len(self.num_heads)} entries for {self.num_stages} stages")
+        for stage, blocks in self.moe_blocks.items():
+            if not 0 <= stage < self.num_stages:
+                problems.append(f"moe_blocks names stage {stage}, the backbone has {self.num_stages}")
+            elif any(not 0 <= b < self.depths[stage] for b in blocks):
+                problems.append(f"moe_blocks {list(blocks)} out of range for stage {stage} of depth {self.depths[stage]}")
+        if not 1 <= self.top_k <= self.num_experts:
+            problems.append(f"top_k={self.top_k} must be between 1 and num_experts={self.num_experts}")
+        if any(not 0 <= s < self.num_stages for s in self.fusion_stages):
+            problems.append(f"fusion_stages {list(self.fusion_stages)} out of range")
+        coarsest = self.stage_stride(self.num_stages - 1)
+        for size_name in ("query_size", "ref_size"):
+            size = getattr(self, size_name)
+            if size % coarsest:
+                problems.append(f"{size_name}={size} must be a multiple of the coarsest stride {coarsest}")
+        if self.ref_size % self.fusion_stride:
+            problems.append(f"ref_size={self.ref_size} must be a multiple of fusion_stride={self.fusion_stride}")
+        if problems:
+            raise UsageError(f"invalid model config {self.name!r}: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        data = dataclasses.asdict(self)
+        data["moe_blocks"] = {str(s): list(b) for s, b in self.moe_blocks.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SMGeoConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown model config keys: {', '.join(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes) -> "SMGeoConfig":
+        """A copy with some fields changed (validated again)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "SMGeoConfig":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputFileError(f"{path}: no such config file") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputFileError(f"{path}: not a readable JSON config ({exc})") from None
+        return cls.from_dict(data)
+
+
+def resolve_config(name_or_path: str) -> SMGeoConfig:
+    """A config by model name (``models/<name>/config.json``), folder or JSON path."""
+    candidate = Path(name_or_path)
+    if candidate.is_dir():
+        candidate = candidate / "config.json"
+    if candidate.suffix == ".json" and candidate.exists():
+        return SMGeoConfig.load(candidate)
+    bundled = MODELS_DIR / name_or_path / "config.json"
+    if bundled.exists():
+        return SMGeoConfig.load(bundled)
+    names = sorted(p.parent.name for p in MODELS_DIR.glob("*/config.json"))
+    raise UsageError(f"no model config {name_or_path!r}: give a config.json path or one of {', '.join(names)}")

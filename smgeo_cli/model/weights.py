@@ -1,0 +1,79 @@
+"""Weights folders: ``config.json`` + ``model.safetensors`` side by side.
+
+Nothing here unpickles: safetensors holds only tensors, the config is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model as load_safetensors_into, save_model
+
+from smgeo_cli.errors import WeightsError
+from smgeo_cli.model.config import SMGeoConfig
+from smgeo_cli.model.smgeo import SMGeo
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def save_weights(model: SMGeo, folder: Path, half: bool = False, metadata: dict[str, str] | None = None) -> None:
+    """Write ``folder/config.json`` and ``folder/model.safetensors`` atomically.
+
+    ``half`` stores fp16 (half the size, for bundled models); loading casts
+    back to the model's dtype. Expert pools shared by several blocks are
+    stored once.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = _unwrap(model)
+    source = model
+    if half:
+        source = SMGeo(model.config)
+        source.load_state_dict(model.state_dict())
+        source.half()
+    meta = {"format": "pt", "smgeo_config": json.dumps(model.config.to_dict())}
+    meta.update(metadata or {})
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
+        tmp_path = Path(tmp.name)
+    try:
+        save_model(source, str(tmp_path), metadata=meta)
+        os.replace(tmp_path, folder / WEIGHTS_FILE)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    model.config.save(folder / CONFIG_FILE)
+
+
+def load_model(folder: Path, device: str | torch.device = "cpu") -> SMGeo:
+    """Build the model described by ``folder/config.json`` and load its weights."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise WeightsError(f"{folder}: no such weights folder (expected {CONFIG_FILE} and {WEIGHTS_FILE} in it)")
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (folder / name).exists():
+            raise WeightsError(f"{folder}: missing {name}; a weights folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
+    model = SMGeo(SMGeoConfig.load(folder / CONFIG_FILE))
+    try:
+        missing, unexpected = load_safetensors_into(model, str(folder / WEIGHTS_FILE), strict=False)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise WeightsError(f"{folder / WEIGHTS_FILE}: weights do not fit {CONFIG_FILE} ({_first_line(exc)})") from None
+    if missing or unexpected:
+        raise WeightsError(
+            f"{folder / WEIGHTS_FILE}: weights do not fit {CONFIG_FILE} "
+            f"({len(missing)} missing, e.g. {sorted(missing)[:2]}; {len(unexpected)} unexpected, e.g. {sorted(unexpected)[:2]})"
+        )
+    return model.float().to(device).eval()
+
+
+def _unwrap(model: torch.nn.Module) -> SMGeo:
+    """The SMGeo inside a DistributedDataParallel wrapper, or the model itself."""
+    return getattr(model, "module", model)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,35 @@
+"""Shared fixtures: small model configs that build and run in milliseconds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from smgeo_cli.model.config import SMGeoConfig
+
+
+def tiny_config(**changes) -> SMGeoConfig:
+    """A whole SMGeo (all stages, GMoE, fusion) at toy width and input size."""
+    base = dict(
+        name="tiny",
+        query_size=64,
+        ref_size=128,
+        embed_dim=16,
+        depths=(1, 1, 2, 1),
+        num_heads=(1, 1, 2, 2),
+        window_size=4,
+        moe_blocks={1: (0,), 2: (0, 1), 3: (0,)},
+        num_experts=4,
+        top_k=2,
+        fusion_dim=32,
+        head_dim=32,
+        drop_path_rate=0.0,
+    )
+    base.update(changes)
+    return SMGeoConfig(**base)
+
+
+@pytest.fixture
+def tiny() -> SMGeoConfig:
+    torch.manual_seed(0)
+    return tiny_config()

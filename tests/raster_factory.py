@@ -1,0 +1,50 @@
+"""Small GeoTIFFs for the geo tests, written with rasterio into a test's tmp_path."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.transform import Affine, from_origin
+
+UTM_33N = "EPSG:32633"
+# 0.5 m pixels at the central meridian of UTM zone 33N, 45 degrees north.
+UTM_TRANSFORM = from_origin(500_000.0, 4_983_000.0, 0.5, 0.5)
+
+
+def write_geotiff(
+    path: Path,
+    data: np.ndarray,
+    *,
+    crs: str | None = UTM_33N,
+    transform: Affine | None = UTM_TRANSFORM,
+    colorinterp: Sequence[ColorInterp] | None = None,
+    **profile,
+) -> Path:
+    """Write ``data`` (bands, rows, cols) or (rows, cols) as a GeoTIFF; ``profile`` adds creation options."""
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=data.shape[2],
+            height=data.shape[1],
+            count=data.shape[0],
+            dtype=data.dtype,
+            crs=crs,
+            transform=transform,
+            **profile,
+        ) as dataset:
+            dataset.write(data)
+            if colorinterp is not None:
+                dataset.colorinterp = colorinterp
+    return path

@@ -1,0 +1,170 @@
+"""Training end to end: smgeo-nano overfits generated pairs, uses the click, evaluates, resumes, runs under torchrun.
+
+One model is trained per session (a few CPU minutes) and shared by the tests
+that need a trained model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+
+from smgeo_cli.data.cvogl import CVOGLDataset, load_records
+from smgeo_cli.data.toy import write_toy_dataset
+from smgeo_cli.evaluate import evaluate
+from smgeo_cli.metrics import cvogl_iou
+from smgeo_cli.model.config import resolve_config
+from smgeo_cli.model.weights import load_model
+from smgeo_cli.train.loop import TrainOptions, train
+
+pytestmark = pytest.mark.slow
+
+# Files are written at twice the model's input size, so evaluation must map
+# boxes back to the satellite files' own pixels.
+FILE_QUERY, FILE_REF = 256, 512
+OVERFIT_STEPS = 120
+
+
+def run_smgeo(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "smgeo_cli", *args], capture_output=True, text=True, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def toy_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("toy")
+    write_toy_dataset(root, n_scenes=8, splits=["train"], query_size=FILE_QUERY, ref_size=FILE_REF, seed=3)
+    return root
+
+
+@pytest.fixture(scope="session")
+def overfit_run(toy_root, tmp_path_factory):
+    """smgeo-nano (reference input 256 to fit CI's CPU budget) trained on 16 pairs: 8 scenes x 2 clicks."""
+    config = resolve_config("smgeo-nano").replace(ref_size=256)
+    out = tmp_path_factory.mktemp("overfit")
+    torch.manual_seed(0)
+    reports = train(
+        config,
+        toy_root,
+        out,
+        TrainOptions(epochs=1000, max_steps=OVERFIT_STEPS, batch_size=8, lr=1e-3, min_lr=1e-4, augment=False, num_workers=0),
+    )
+    curve = [(r.step, round(r.train["loss"], 3)) for r in reports]
+    print("overfit curve (step, loss):", curve)
+    return out
+
+
+def test_nano_overfits_sixteen_generated_pairs(overfit_run, toy_root):
+    model = load_model(overfit_run / "last")
+    dataset = CVOGLDataset(toy_root, "train", model.config.query_size, model.config.ref_size)
+    metrics = evaluate(model, dataset).metrics
+    print("overfit metrics:", metrics)
+    assert metrics["n"] == 16
+    assert metrics["acc@0.5"] >= 0.9
+
+
+def _scene_hits(model, dataset, click_of) -> list[bool]:
+    """Per scene: both pairs' top boxes hit their own object (IoU > 0.5) when clicked as ``click_of`` says."""
+    hits = []
+    for first in range(0, len(dataset), 2):
+        pair = [dataset[first], dataset[first + 1]]
+        assert torch.equal(pair[0]["ref"], pair[1]["ref"]) and torch.equal(pair[0]["query"], pair[1]["query"])
+        ok = True
+        for item in pair:
+            click = click_of(pair, item)
+            boxes, _ = model.detect(item["query"][None], click[None], reference=item["ref"][None])
+            iou = cvogl_iou(boxes[0].numpy().astype(np.float64), item["box"][None].numpy(), np.array([[256.0, 256.0]]))
+            ok &= bool(iou[0] > 0.5)
+        hits.append(ok)
+    return hits
+
+
+def test_moving_the_click_moves_the_box_to_the_other_object(overfit_run, toy_root):
+    model = load_model(overfit_run / "last")
+    dataset = CVOGLDataset(toy_root, "train", model.config.query_size, model.config.ref_size)
+    with_click = _scene_hits(model, dataset, lambda pair, item: item["click"])
+    assert sum(with_click) >= 7, with_click  # of 8 scenes, both objects found by moving the click
+    # The same check on a click-blind model (always the first object's click) must fail:
+    # it can find at most one object per scene.
+    click_blind = _scene_hits(model, dataset, lambda pair, item: pair[0]["click"])
+    assert sum(click_blind) == 0
+
+
+def test_eval_command_reports_cvogl_metrics_and_predictions_in_file_pixels(overfit_run, toy_root, tmp_path):
+    predictions_path = tmp_path / "pred.jsonl"
+    result = run_smgeo(
+        "eval", str(toy_root), "--split", "train", "--weights", str(overfit_run / "last"),
+        "--json", "--predictions-out", str(predictions_path),
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert set(metrics) == {"n", "acc@0.25", "acc@0.5", "mIoU", "per_category"}
+    assert metrics["n"] == 16 and sum(c["n"] for c in metrics["per_category"].values()) == 16
+
+    predictions = [json.loads(line) for line in predictions_path.read_text().splitlines()]
+    records = {r.id: r for r in load_records(toy_root, "train")}
+    assert len(predictions) == 16
+    for p in predictions:
+        recomputed = cvogl_iou(np.array([p["box"]]), np.array([records[p["id"]].box_xyxy]), np.array([[FILE_REF, FILE_REF]]))
+        assert abs(recomputed[0] - p["iou"]) < 1e-3  # the box is in the 512-pixel file, not the 256 model input
+    assert abs(np.mean([p["iou"] for p in predictions]) - metrics["mIoU"]) < 1e-3
+
+    table = run_smgeo("eval", str(toy_root), "--split", "train", "--weights", str(overfit_run / "last"), "-q")
+    assert table.returncode == 0 and "acc@0.5" in table.stdout
+
+
+@pytest.fixture
+def tiny_config_file(tmp_path) -> Path:
+    path = tmp_path / "tiny.json"
+    tiny_config(query_size=64, ref_size=128).save(path)
+    return path
+
+
+def test_resume_continues_the_run_from_its_last_checkpoint(toy_root, tiny_config_file, tmp_path):
+    out = tmp_path / "run"
+    common = ["train", str(toy_root), "--config", str(tiny_config_file), "--out", str(out), "--batch-size", "8", "--workers", "0", "-q"]
+    first = run_smgeo(*common, "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    again = run_smgeo(*common, "--epochs", "2")
+    assert again.returncode == 2 and "--resume" in again.stderr and "Traceback" not in again.stderr
+    resumed = run_smgeo(*common, "--epochs", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert [h["step"] for h in history] == [2, 4]
+    assert (out / "best" / "model.safetensors").exists()
+
+
+def test_torchrun_two_processes_on_cpu_train_a_checkpoint_that_evaluates(toy_root, tiny_config_file, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+            "-m", "smgeo_cli", "train", str(toy_root), "--config", str(tiny_config_file), "--out", str(out),
+            "--max-steps", "3", "--batch-size", "2", "--workers", "0", "-q",
+        ],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["step"] == 3  # steps are global: each saw 2 ranks x 2 samples
+    evaluated = run_smgeo("eval", str(toy_root), "--split", "train", "--weights", str(out / "last"), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["n"] == 16
+
+
+def test_train_and_eval_errors_are_one_line_with_exit_codes(tmp_path, tiny_config_file):
+    missing = run_smgeo("train", str(tmp_path / "nowhere"), "--config", str(tiny_config_file), "--out", str(tmp_path / "o"))
+    assert missing.returncode == 3 and missing.stderr.count("\n") == 1 and "Traceback" not in missing.stderr
+    bad_config = run_smgeo("train", str(tmp_path), "--config", "smgeo-huge", "--out", str(tmp_path / "o"))
+    assert bad_config.returncode == 2 and "smgeo-nano" in bad_config.stderr
+    no_weights = run_smgeo("eval", str(tmp_path), "--weights", str(tmp_path / "none"))
+    assert no_weights.returncode == 5 and "weights" in no_weights.stderr
