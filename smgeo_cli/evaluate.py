@@ -1,4 +1,8 @@
-"""Evaluation on a CVOGL-format split: one top box per sample, CVOGL metrics."""
+"""Evaluation on a CVOGL-format split: one top box per sample, CVOGL metrics.
+
+Both methods produce :class:`BoxPredictions` for the same dataset, so a
+results table can hold the model and the matcher side by side.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +11,34 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from smgeo_cli.data.cvogl import CVOGLDataset
+from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset
+from smgeo_cli.data.transforms import read_rgb
+from smgeo_cli.matching import match_pair
 from smgeo_cli.metrics import cvogl_iou, summarize
 from smgeo_cli.model.smgeo import SMGeo
+
+METHODS = ("smgeo", "match")
+
+
+@dataclass
+class BoxPredictions:
+    """The top box of each sample, in the satellite image's own pixels (as stored on disk).
+
+    boxes: (N, 4) x1, y1, x2, y2; scores: (N,); indexes: (N,) into the
+    dataset's records; image_sizes: (N, 2) satellite (width, height).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    indexes: np.ndarray
+    image_sizes: np.ndarray
 
 
 @dataclass
 class EvalResult:
-    """``metrics`` as :func:`smgeo_cli.metrics.summarize`; one prediction dict per sample.
-
-    Prediction boxes are x1, y1, x2, y2 in the satellite image's own pixels
-    (as stored on disk), whatever size the model resized it to.
-    """
+    """``metrics`` as :func:`smgeo_cli.metrics.summarize`; one prediction dict per sample."""
 
     metrics: dict
     predictions: list[dict]
@@ -29,17 +47,12 @@ class EvalResult:
 @torch.inference_mode()
 def predict_boxes(
     model: SMGeo,
-    dataset: Dataset,
+    dataset: CVOGLDataset,
     batch_size: int = 8,
     num_workers: int = 0,
-    on_batch: Callable[[int], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Top box of each sample in satellite-file pixels.
-
-    Returns boxes (N, 4), scores (N,), dataset indexes (N,) and satellite
-    image sizes (N, 2) as (width, height); ``on_batch`` is called with the
-    number of samples done after each batch (progress).
-    """
+    on_progress: Callable[[int], None] | None = None,
+) -> BoxPredictions:
+    """SMGeo's top box per sample; ``on_progress`` gets the number of samples done after each batch."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -53,28 +66,50 @@ def predict_boxes(
         boxes.append((top_boxes[:, 0] * scale).cpu().numpy())
         scores.append(top_scores[:, 0].cpu().numpy())
         indexes.append(batch["index"].numpy())
-        sizes.append((batch["ref_scale"] * batch["ref"].shape[-1]).numpy())
-        if on_batch:
-            on_batch(len(batch["index"]))
+        sizes.append(np.rint((batch["ref_scale"] * batch["ref"].shape[-1]).numpy()))
+        if on_progress:
+            on_progress(len(batch["index"]))
     model.train(was_training)
-    return tuple(np.concatenate(parts) for parts in (boxes, scores, indexes, sizes))
+    return BoxPredictions(
+        boxes=np.concatenate(boxes).astype(np.float64),
+        scores=np.concatenate(scores).astype(np.float64),
+        indexes=np.concatenate(indexes),
+        image_sizes=np.concatenate(sizes).astype(np.float64),
+    )
 
 
-def evaluate(
-    model: SMGeo,
-    dataset: CVOGLDataset,
-    batch_size: int = 8,
-    num_workers: int = 0,
-    on_batch: Callable[[int], None] | None = None,
-) -> EvalResult:
-    """CVOGL metrics of ``model`` on ``dataset`` (acc@0.25, acc@0.5, mIoU, per category)."""
-    boxes, scores, indexes, image_sizes = predict_boxes(model, dataset, batch_size, num_workers, on_batch)
-    records = [dataset.records[i] for i in indexes]
+def match_boxes(dataset: CVOGLDataset, on_progress: Callable[[int], None] | None = None) -> BoxPredictions:
+    """The SIFT + RANSAC matcher's box per sample, on the images as stored.
+
+    A sample the matcher finds no match for gets an empty box and score 0:
+    it counts as a miss, as a wrong box would.
+    """
+    boxes, scores, sizes = [], [], []
+    for record in dataset.records:
+        query = read_rgb(dataset.root / QUERY_DIR / record.query_name)
+        reference = read_rgb(dataset.root / SATELLITE_DIR / record.sat_name)
+        result = match_pair(query, reference, record.click_xy)
+        boxes.append(result.box if result else (0.0, 0.0, 0.0, 0.0))
+        scores.append(result.score if result else 0.0)
+        sizes.append((reference.shape[1], reference.shape[0]))
+        if on_progress:
+            on_progress(1)
+    return BoxPredictions(
+        np.asarray(boxes, dtype=np.float64),
+        np.asarray(scores, dtype=np.float64),
+        np.arange(len(dataset.records)),
+        np.asarray(sizes, dtype=np.float64),
+    )
+
+
+def evaluate(dataset: CVOGLDataset, predictions: BoxPredictions) -> EvalResult:
+    """CVOGL metrics (acc@0.25, acc@0.5, mIoU, per category) of ``predictions`` on ``dataset``."""
+    records = [dataset.records[i] for i in predictions.indexes]
     gt = np.array([r.box_xyxy for r in records], dtype=np.float64)
-    ious = cvogl_iou(boxes.astype(np.float64), gt, np.rint(image_sizes))
+    ious = cvogl_iou(predictions.boxes, gt, predictions.image_sizes)
     metrics = summarize(ious, [r.category for r in records])
-    predictions = [
+    rows = [
         {"id": r.id, "box": [round(float(v), 2) for v in box], "score": round(float(score), 5), "iou": round(float(iou), 5)}
-        for r, box, score, iou in zip(records, boxes, scores, ious)
+        for r, box, score, iou in zip(records, predictions.boxes, predictions.scores, ious)
     ]
-    return EvalResult(metrics=metrics, predictions=predictions)
+    return EvalResult(metrics=metrics, predictions=rows)

@@ -19,7 +19,7 @@ from conftest import tiny_config
 
 from smgeo_cli.data.cvogl import CVOGLDataset, load_records
 from smgeo_cli.data.toy import write_toy_dataset
-from smgeo_cli.evaluate import evaluate
+from smgeo_cli.evaluate import evaluate, predict_boxes
 from smgeo_cli.metrics import cvogl_iou
 from smgeo_cli.model.config import resolve_config
 from smgeo_cli.model.weights import load_model
@@ -64,7 +64,7 @@ def overfit_run(toy_root, tmp_path_factory):
 def test_nano_overfits_sixteen_generated_pairs(overfit_run, toy_root):
     model = load_model(overfit_run / "last")
     dataset = CVOGLDataset(toy_root, "train", model.config.query_size, model.config.ref_size)
-    metrics = evaluate(model, dataset).metrics
+    metrics = evaluate(dataset, predict_boxes(model, dataset)).metrics
     print("overfit metrics:", metrics)
     assert metrics["n"] == 16
     assert metrics["acc@0.5"] >= 0.9

@@ -16,12 +16,12 @@ from smgeo_cli.commands.options import (
     JsonOption,
     LimitOption,
     QuietOption,
-    WeightsOption,
 )
 from smgeo_cli.commands.progress import progress_bar
 from smgeo_cli.data.cvogl import CVOGLDataset
 from smgeo_cli.device import resolve_device
-from smgeo_cli.evaluate import evaluate
+from smgeo_cli.errors import UsageError
+from smgeo_cli.evaluate import METHODS, evaluate, match_boxes, predict_boxes
 from smgeo_cli.io import write_text_atomic
 from smgeo_cli.model.weights import load_model
 
@@ -29,7 +29,8 @@ from smgeo_cli.model.weights import load_model
 def eval_command(
     data_root: Path = DataRootArgument,
     split: str = typer.Option("test", "--split", help="Which <Name>_<split>.pth to evaluate."),
-    weights: Path = WeightsOption,
+    method: str = typer.Option("smgeo", "--method", help="smgeo (the model) or match (SIFT + RANSAC, no training)."),
+    weights: Path = typer.Option(None, "--weights", help="Weights folder (config.json + model.safetensors); --method smgeo."),
     json_output: bool = JsonOption,
     predictions_out: Path = typer.Option(
         None, "--predictions-out", help="Write one JSON line a sample: id, box (satellite pixels), score, iou."
@@ -40,20 +41,33 @@ def eval_command(
     quiet: bool = QuietOption,
 ) -> None:
     """Evaluate like the CVOGL reference: top box per sample, acc@0.25, acc@0.5, mIoU, per category."""
-    model = load_model(weights, resolve_device(device))
-    config = model.config
-    dataset = CVOGLDataset(data_root, split, config.query_size, config.ref_size, limit=limit)
+    if method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "smgeo":
+        if weights is None:
+            raise UsageError("--method smgeo needs --weights DIR (a folder with config.json and model.safetensors)")
+        model = load_model(weights, resolve_device(device))
+        config = model.config
+        dataset = CVOGLDataset(data_root, split, config.query_size, config.ref_size, limit=limit)
+        name = config.name
+    else:
+        # The matcher reads the images as stored; the sizes only matter to the model path.
+        dataset = CVOGLDataset(data_root, split, query_size=1, ref_size=1, limit=limit)
+        name = "match (SIFT + RANSAC)"
     with progress_bar(quiet) as progress:
         task = progress.add_task(f"eval {split}", total=len(dataset), info="") if progress else None
-        result = evaluate(
-            model, dataset, batch_size=batch_size, on_batch=(lambda n: progress.advance(task, n)) if progress else None
-        )
+        on_progress = (lambda n: progress.advance(task, n)) if progress else None
+        if method == "smgeo":
+            predictions = predict_boxes(model, dataset, batch_size=batch_size, on_progress=on_progress)
+        else:
+            predictions = match_boxes(dataset, on_progress=on_progress)
+    result = evaluate(dataset, predictions)
     if predictions_out:
         write_text_atomic(predictions_out, "".join(json.dumps(p) + "\n" for p in result.predictions))
     if json_output:
         typer.echo(json.dumps(result.metrics))
     else:
-        Console().print(metrics_table(result.metrics, f"{config.name} on {data_root.name} {split}"))
+        Console().print(metrics_table(result.metrics, f"{name} on {data_root.name} {split}"))
 
 
 def metrics_table(metrics: dict, title: str) -> Table:

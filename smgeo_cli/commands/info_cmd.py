@@ -37,7 +37,8 @@ def info_command(
     table.add_row("inputs", f"query {cfg.query_size}px, reference {cfg.ref_size}px at {cfg.ref_gsd_m} m/px")
     table.add_row("backbone", f"Swin embed {cfg.embed_dim}, depths {list(cfg.depths)}, heads {list(cfg.num_heads)}, window {cfg.window_size}"
                   + ("" if cfg.shared_backbone else " (separate per view)"))
-    moe = f"{cfg.num_experts} experts, top-{cfg.top_k}, blocks {dict(cfg.moe_blocks)}" if cfg.use_moe else "off (dense FFN)"
+    blocks = "; ".join(f"stage {stage} blocks {list(b)}" for stage, b in sorted(cfg.moe_blocks.items()))
+    moe = f"{cfg.num_experts} experts, top-{cfg.top_k} ({blocks})" if cfg.use_moe else "off (dense FFN)"
     table.add_row("GMoE", moe)
     table.add_row("fusion", f"query-guided, stride {cfg.fusion_stride}" if cfg.use_fusion else f"concat, stride {cfg.fusion_stride}")
     table.add_row("parameters", f"{complexity.parameters / 1e6:.2f} M")

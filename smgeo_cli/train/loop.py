@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from smgeo_cli.data.cvogl import CVOGLDataset, find_annotation
 from smgeo_cli.device import resolve_device, set_cpu_threads
 from smgeo_cli.errors import InputFileError, UsageError, WeightsError
-from smgeo_cli.evaluate import evaluate
+from smgeo_cli.evaluate import evaluate, predict_boxes
 from smgeo_cli.model.config import SMGeoConfig
 from smgeo_cli.model.encoder import read_backbone_weights
 from smgeo_cli.model.smgeo import SMGeo
@@ -264,7 +264,7 @@ def _train(config, data_root, out_dir, options, device, context, on_step, on_epo
         if context.is_main:
             report = EpochReport(epoch, step, train_means, None, seconds, samples / max(seconds, 1e-9))
             if val_set is not None:
-                report.val = evaluate(model, val_set, batch_size=options.batch_size).metrics
+                report.val = evaluate(val_set, predict_boxes(model, val_set, batch_size=options.batch_size)).metrics
                 score = report.val["acc@0.5"]
             else:
                 score = -train_means["loss"]  # no val split: the lowest training loss is best
