@@ -168,3 +168,12 @@ def test_train_and_eval_errors_are_one_line_with_exit_codes(tmp_path, tiny_confi
     assert bad_config.returncode == 2 and "smgeo-nano" in bad_config.stderr
     no_weights = run_smgeo("eval", str(tmp_path), "--weights", str(tmp_path / "none"))
     assert no_weights.returncode == 5 and "weights" in no_weights.stderr
+
+
+def test_eval_with_the_matcher_needs_no_weights_and_reports_the_same_metrics(toy_root):
+    result = run_smgeo("eval", str(toy_root), "--split", "train", "--method", "match", "--json")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["n"] == 16 and set(metrics) == {"n", "acc@0.25", "acc@0.5", "mIoU", "per_category"}
+    # Toy drone views are mild homographies of the tile: matching finds most objects.
+    assert metrics["acc@0.25"] >= 0.5
