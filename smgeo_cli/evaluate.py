@@ -19,8 +19,6 @@ from smgeo_cli.matching import match_pair
 from smgeo_cli.metrics import cvogl_iou, summarize
 from smgeo_cli.model.smgeo import SMGeo
 
-METHODS = ("smgeo", "match")
-
 
 @dataclass
 class BoxPredictions:

@@ -12,8 +12,8 @@ import rasterio
 from rasterio.features import geometry_mask
 from rasterio.transform import Affine, from_origin
 from rasterio.windows import Window
-from raster_factory import UTM_33N, UTM_TRANSFORM, write_geotiff
 
+from raster_factory import UTM_33N, UTM_TRANSFORM, write_geotiff
 from smgeo_cli.errors import GeoreferenceError, UsageError
 from smgeo_cli.geo.coords import pixel_to_lonlat, world_to_pixel
 from smgeo_cli.geo.output import Detection, geojson_text, make_feature

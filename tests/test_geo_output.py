@@ -9,8 +9,8 @@ import numpy as np
 import pyogrio
 import pyogrio.raw
 import pytest
-from raster_factory import write_geotiff
 
+from raster_factory import write_geotiff
 from smgeo_cli.errors import InputFileError, UsageError
 from smgeo_cli.geo.output import Detection, geojson_text, make_feature, write_features
 from smgeo_cli.geo.raster import open_reference

@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import pytest
+import rasterio
 from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 from rasterio.windows import Window
-from raster_factory import write_geotiff
 
+from raster_factory import write_geotiff
 from smgeo_cli.errors import GeoreferenceError, InputFileError, UsageError
 from smgeo_cli.geo.coords import box_footprint
 from smgeo_cli.geo.raster import open_reference, read_valid, read_window

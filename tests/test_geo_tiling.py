@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from rasterio.enums import ColorInterp
 from rasterio.windows import Window
-from raster_factory import write_geotiff
 
+from raster_factory import write_geotiff
 from smgeo_cli.errors import UsageError
 from smgeo_cli.geo import tiling
 from smgeo_cli.geo.raster import open_reference, read_window

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from smgeo_cli.model.gmoe import ExpertPool, GridMoE
@@ -23,12 +24,24 @@ def dense_reference(moe: GridMoE, tokens: torch.Tensor) -> torch.Tensor:
     return (chosen * gates[..., None]).sum(dim=1).reshape(tokens.shape)
 
 
-def test_each_token_is_the_gated_sum_of_exactly_its_top_k_experts():
+@pytest.mark.parametrize("grad", [True, False], ids=["training-path", "inference-path"])
+def test_each_token_is_the_gated_sum_of_exactly_its_top_k_experts(grad):
     moe = make_moe()
     tokens = torch.randn(3, 50, 16)
     for view in ("query", "reference"):
         moe.set_view(view)
-        torch.testing.assert_close(moe(tokens), dense_reference(moe, tokens), rtol=1e-5, atol=1e-6)
+        with torch.set_grad_enabled(grad):
+            sparse = moe(tokens)
+        with torch.no_grad():
+            torch.testing.assert_close(sparse, dense_reference(moe, tokens), rtol=1e-5, atol=1e-6)
+
+
+def test_size_classes_bound_padding_and_keep_distinct_sizes_few():
+    from smgeo_cli.model.gmoe import size_class
+
+    sizes = range(1, 20000)
+    assert all(0 <= size_class(n) - n < max(64, n / 8) for n in sizes)
+    assert len({size_class(n) for n in sizes}) < 80
 
 
 def test_experts_no_token_chose_receive_no_compute_and_no_gradient():

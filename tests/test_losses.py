@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-from conftest import tiny_config
 
-from smgeo_cli.train.losses import focal_heatmap_loss, smgeo_loss
+from conftest import tiny_config
 from smgeo_cli.train.loop import TrainOptions, lr_at
+from smgeo_cli.train.losses import focal_heatmap_loss, smgeo_loss
 from smgeo_cli.train.targets import center_targets
 
 

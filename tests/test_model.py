@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_config
 from timm.models.swin_transformer import SwinTransformer
 
 from smgeo_cli.errors import UsageError, WeightsError

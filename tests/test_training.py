@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 
+from conftest import tiny_config
 from smgeo_cli.data.cvogl import CVOGLDataset, load_records
 from smgeo_cli.data.toy import write_toy_dataset
 from smgeo_cli.evaluate import evaluate, predict_boxes

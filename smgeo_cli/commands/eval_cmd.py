@@ -15,13 +15,15 @@ from smgeo_cli.commands.options import (
     DeviceOption,
     JsonOption,
     LimitOption,
+    Method,
+    MethodOption,
     QuietOption,
 )
 from smgeo_cli.commands.progress import progress_bar
 from smgeo_cli.data.cvogl import CVOGLDataset
 from smgeo_cli.device import resolve_device
 from smgeo_cli.errors import UsageError
-from smgeo_cli.evaluate import METHODS, evaluate, match_boxes, predict_boxes
+from smgeo_cli.evaluate import evaluate, match_boxes, predict_boxes
 from smgeo_cli.io import write_text_atomic
 from smgeo_cli.model.weights import load_model
 
@@ -29,7 +31,7 @@ from smgeo_cli.model.weights import load_model
 def eval_command(
     data_root: Path = DataRootArgument,
     split: str = typer.Option("test", "--split", help="Which <Name>_<split>.pth to evaluate."),
-    method: str = typer.Option("smgeo", "--method", help="smgeo (the model) or match (SIFT + RANSAC, no training)."),
+    method: Method = MethodOption,
     weights: Path = typer.Option(None, "--weights", help="Weights folder (config.json + model.safetensors); --method smgeo."),
     json_output: bool = JsonOption,
     predictions_out: Path = typer.Option(
@@ -41,9 +43,7 @@ def eval_command(
     quiet: bool = QuietOption,
 ) -> None:
     """Evaluate like the CVOGL reference: top box per sample, acc@0.25, acc@0.5, mIoU, per category."""
-    if method not in METHODS:
-        raise UsageError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
-    if method == "smgeo":
+    if method is Method.smgeo:
         if weights is None:
             raise UsageError("--method smgeo needs --weights DIR (a folder with config.json and model.safetensors)")
         model = load_model(weights, resolve_device(device))
@@ -57,7 +57,7 @@ def eval_command(
     with progress_bar(quiet) as progress:
         task = progress.add_task(f"eval {split}", total=len(dataset), info="") if progress else None
         on_progress = (lambda n: progress.advance(task, n)) if progress else None
-        if method == "smgeo":
+        if method is Method.smgeo:
             predictions = predict_boxes(model, dataset, batch_size=batch_size, on_progress=on_progress)
         else:
             predictions = match_boxes(dataset, on_progress=on_progress)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import typer
 
 from smgeo_cli.device import DEVICE_CHOICES
@@ -14,3 +16,13 @@ LimitOption = typer.Option(None, "--limit", min=1, help="Use only the first N sa
 WeightsOption = typer.Option(..., "--weights", help="Weights folder (config.json + model.safetensors).")
 DataRootArgument = typer.Argument(..., help="Dataset root in CVOGL layout (<Name>_<split>.pth, query/, satellite/).")
 
+
+
+class Method(str, Enum):
+    """How to find the object: the SMGeo model, or training-free SIFT + RANSAC matching."""
+
+    smgeo = "smgeo"
+    match = "match"
+
+
+MethodOption = typer.Option(Method.smgeo, "--method", help="smgeo (the model) or match (SIFT + RANSAC, no training).")

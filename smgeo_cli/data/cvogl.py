@@ -18,7 +18,6 @@ and strings is ever unpickled.
 from __future__ import annotations
 
 import numbers
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -36,6 +35,7 @@ from smgeo_cli.data.transforms import (
     resize_with_points,
 )
 from smgeo_cli.errors import InputFileError
+from smgeo_cli.io import replace_atomically
 
 QUERY_DIR = "query"
 SATELLITE_DIR = "satellite"
@@ -172,9 +172,8 @@ def write_records(
             (record.id, record.query_name, record.sat_name, click, click, box, polygon, record.category)
         )
     path = Path(root) / f"{name}_{split}.pth"
-    partial = path.with_name(path.name + ".partial")
-    torch.save(entries, partial)
-    os.replace(partial, path)
+    with replace_atomically(path) as tmp:
+        torch.save(entries, tmp)
     return path
 
 

@@ -10,18 +10,16 @@ place, so a reader never sees a half-written file.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputFileError, UsageError
+from ..errors import UsageError
+from ..io import replace_atomically, write_text_atomic
 from .coords import box_footprint
 from .raster import ReferenceRaster
 
@@ -112,20 +110,6 @@ def geojson_text(features: Sequence[Feature]) -> str:
     return json.dumps(feature_collection(features), allow_nan=False) + "\n"
 
 
-@contextmanager
-def _replace_atomically(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` to write, then move it over ``path``."""
-    if not path.parent.is_dir():
-        raise InputFileError(f"cannot write {path}: folder {path.parent} does not exist")
-    # Same folder, so os.replace is a rename; same suffix, as OGR drivers go by it.
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _polygon_wkb(ring: np.ndarray) -> bytes:
     """Little-endian WKB of a one-ring polygon; ``ring`` is a closed (N, 2) array."""
     return struct.pack("<BIII", 1, 3, 1, len(ring)) + np.ascontiguousarray(ring, dtype="<f8").tobytes()
@@ -163,7 +147,7 @@ def _write_ogr(path: Path, features: Sequence[Feature], driver: str) -> None:
     if len(crs) > 1:
         raise UsageError(f"cannot write {path}: the detections come from rasters in different CRSs; write .geojson")
     names = list(dict.fromkeys(name for f in features for name in f.properties))
-    with _replace_atomically(path) as tmp:
+    with replace_atomically(path) as tmp:
         write(
             str(tmp),
             geometry=np.array([_polygon_wkb(f.ring_xy) for f in features], dtype=object),
@@ -185,9 +169,7 @@ def write_features(path: str | Path, features: Sequence[Feature]) -> None:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in GEOJSON_SUFFIXES:
-        text = geojson_text(features)
-        with _replace_atomically(path) as tmp:
-            tmp.write_text(text, encoding="utf-8")
+        write_text_atomic(path, geojson_text(features))
     elif suffix in OGR_DRIVERS:
         _write_ogr(path, features, OGR_DRIVERS[suffix])
     else:

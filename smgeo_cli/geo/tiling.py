@@ -56,6 +56,15 @@ def _offsets(start: float, length: float, extent: float, overlap: float) -> np.n
     return start + np.linspace(0.0, length - extent, count)
 
 
+def _tile_extent(gsd_m: tuple[float, float], model_gsd_m: float, tile_size: int, overlap: float) -> tuple[float, float]:
+    """A tile's width and height in raster pixels; UsageError for a bad overlap, size or GSD."""
+    if not 0.0 <= overlap < 1.0:
+        raise UsageError(f"tile overlap must be at least 0 and below 1, got {overlap}")
+    if tile_size < 1 or model_gsd_m <= 0:
+        raise UsageError(f"tiles need a positive size and GSD, got {tile_size} px at {model_gsd_m} m")
+    return tile_size * model_gsd_m / gsd_m[0], tile_size * model_gsd_m / gsd_m[1]
+
+
 def plan_tiles(
     area: Window,
     gsd_m: tuple[float, float],
@@ -73,18 +82,42 @@ def plan_tiles(
     Tiles reach past the area only then, and past the raster only where the
     area is narrower than a tile and lies near the raster's edge.
     """
-    if not 0.0 <= overlap < 1.0:
-        raise UsageError(f"tile overlap must be at least 0 and below 1, got {overlap}")
-    if tile_size < 1 or model_gsd_m <= 0:
-        raise UsageError(f"tiles need a positive size and GSD, got {tile_size} px at {model_gsd_m} m")
-    extent_x = tile_size * model_gsd_m / gsd_m[0]
-    extent_y = tile_size * model_gsd_m / gsd_m[1]
+    extent_x, extent_y = _tile_extent(gsd_m, model_gsd_m, tile_size, overlap)
     cols = _offsets(area.col_off, area.width, extent_x, overlap)
     rows = _offsets(area.row_off, area.height, extent_y, overlap)
     return [
         Tile(window=Window(float(c), float(r), extent_x, extent_y), size=tile_size, row=i, col=j)
         for i, r in enumerate(rows)
         for j, c in enumerate(cols)
+    ]
+
+
+def plan_grid_tiles(
+    area: Window,
+    raster_size: tuple[int, int],
+    gsd_m: tuple[float, float],
+    model_gsd_m: float,
+    tile_size: int,
+    overlap: float = 0.25,
+) -> list[Tile]:
+    """The tiles of the raster-wide grid that intersect ``area``, row by row.
+
+    The grid is :func:`plan_tiles` over the whole raster of ``raster_size``
+    (width, height) pixels, so two areas get the very same tile wherever they
+    overlap: that is what lets a flight's queries share cached tile encodings.
+    ``row`` and ``col`` number the tile in the raster-wide grid.
+    """
+    width, height = raster_size
+    extent_x, extent_y = _tile_extent(gsd_m, model_gsd_m, tile_size, overlap)
+    cols = _offsets(0.0, float(width), extent_x, overlap)
+    rows = _offsets(0.0, float(height), extent_y, overlap)
+    # Only the two 1-D offset lists are built, never the raster-wide grid itself.
+    keep_cols = np.flatnonzero((cols < area.col_off + area.width) & (cols + extent_x > area.col_off))
+    keep_rows = np.flatnonzero((rows < area.row_off + area.height) & (rows + extent_y > area.row_off))
+    return [
+        Tile(window=Window(float(cols[j]), float(rows[i]), extent_x, extent_y), size=tile_size, row=int(i), col=int(j))
+        for i in keep_rows
+        for j in keep_cols
     ]
 
 

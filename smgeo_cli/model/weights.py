@@ -6,15 +6,15 @@ Nothing here unpickles: safetensors holds only tensors, the config is JSON.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model as load_safetensors_into, save_model
+from safetensors.torch import load_model as load_safetensors_into
+from safetensors.torch import save_model
 
 from smgeo_cli.errors import WeightsError
+from smgeo_cli.io import replace_atomically
 from smgeo_cli.model.config import SMGeoConfig
 from smgeo_cli.model.smgeo import SMGeo
 
@@ -39,14 +39,10 @@ def save_weights(model: SMGeo, folder: Path, half: bool = False, metadata: dict[
         source.half()
     meta = {"format": "pt", "smgeo_config": json.dumps(model.config.to_dict())}
     meta.update(metadata or {})
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as tmp:
-        tmp_path = Path(tmp.name)
-    try:
-        save_model(source, str(tmp_path), metadata=meta)
-        os.replace(tmp_path, folder / WEIGHTS_FILE)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-    model.config.save(folder / CONFIG_FILE)
+    with replace_atomically(folder / WEIGHTS_FILE) as tmp:
+        save_model(source, str(tmp), metadata=meta)
+    with replace_atomically(folder / CONFIG_FILE) as tmp:
+        model.config.save(tmp)
 
 
 def load_model(folder: Path, device: str | torch.device = "cpu") -> SMGeo:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from smgeo_cli.data.cvogl import CVOGLDataset, find_annotation
 from smgeo_cli.device import resolve_device, set_cpu_threads
 from smgeo_cli.errors import InputFileError, UsageError, WeightsError
 from smgeo_cli.evaluate import evaluate, predict_boxes
+from smgeo_cli.io import replace_atomically
 from smgeo_cli.model.config import SMGeoConfig
 from smgeo_cli.model.encoder import read_backbone_weights
 from smgeo_cli.model.smgeo import SMGeo
@@ -284,9 +284,8 @@ def _train(config, data_root, out_dir, options, device, context, on_step, on_epo
 
 
 def _save_train_state(folder: Path, optimizer: torch.optim.Optimizer, step: int, epoch: int, best_score: float) -> None:
-    tmp = folder / (TRAIN_STATE_FILE + ".tmp")
-    torch.save({"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "best_score": best_score}, tmp)
-    os.replace(tmp, folder / TRAIN_STATE_FILE)
+    with replace_atomically(folder / TRAIN_STATE_FILE) as tmp:
+        torch.save({"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "best_score": best_score}, tmp)
 
 
 def _report_dict(report: EpochReport) -> dict:

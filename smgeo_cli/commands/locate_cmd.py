@@ -1,0 +1,128 @@
+"""``smgeo locate``: the object clicked on a drone photo, as a footprint on a georeferenced raster."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from smgeo_cli.commands.options import DeviceOption, Method, MethodOption, QuietOption
+from smgeo_cli.commands.progress import progress_bar, stderr_console
+from smgeo_cli.device import resolve_device, set_cpu_threads
+from smgeo_cli.errors import InputFileError, UsageError, WeightsError
+from smgeo_cli.geo.output import GEOJSON_SUFFIXES, OGR_DRIVERS, geojson_text, write_features
+from smgeo_cli.locate import DEFAULT_SEARCH_RADIUS_M, SearchArea, SMGeoDetector, locate
+from smgeo_cli.matching import MatchDetector
+from smgeo_cli.model.config import MODELS_DIR
+from smgeo_cli.model.weights import load_model
+from smgeo_cli.preview import write_preview
+
+BUNDLED_WEIGHTS = MODELS_DIR / "smgeo-nano-bundled"
+
+
+
+def _numbers(text: str, counts: tuple[int, ...], option: str, example: str, kind: type = float) -> tuple:
+    """The comma-separated ``kind`` numbers given to ``option``; UsageError unless as many as one of ``counts``."""
+    try:
+        values = tuple(kind(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in counts:
+        raise UsageError(f"{option} must be {example}, got {text!r}")
+    return values
+
+
+def _check_output(path: Path, suffixes: tuple[str, ...], option: str) -> None:
+    """Fail before the scan, not after it, on an output that cannot be written."""
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {path}: unknown format {path.suffix!r} (use {', '.join(suffixes)})")
+    if not path.parent.is_dir():
+        raise InputFileError(f"{option} {path}: folder {path.parent} does not exist")
+
+
+def _weights_folder(weights: Path | None) -> Path:
+    if weights is not None:
+        return weights
+    if BUNDLED_WEIGHTS.is_dir():
+        return BUNDLED_WEIGHTS
+    raise WeightsError(
+        f"no bundled model at {BUNDLED_WEIGHTS}: pass --weights DIR, a folder with config.json and "
+        "model.safetensors (e.g. runs/<name>/best from `smgeo train`)"
+    )
+
+
+def locate_command(
+    photo: Path = typer.Argument(..., help="Drone photo, read as displayed (EXIF orientation applied)."),
+    click: str = typer.Option(..., "--click", help="Clicked pixel X,Y in the photo as displayed, from its top-left."),
+    ref: Path = typer.Option(..., "--ref", help="Georeferenced reference raster (GeoTIFF, COG, VRT, ...)."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="Output .geojson (EPSG:4326), .gpkg or .fgb (raster CRS). Default: GeoJSON on stdout."
+    ),
+    method: Method = MethodOption,
+    weights: Path = typer.Option(
+        None, "--weights", help="Weights folder (config.json + model.safetensors). Default: the bundled model."
+    ),
+    top_k: int = typer.Option(1, "--top-k", min=1, help="How many hits to return, best first."),
+    bands: str = typer.Option(None, "--bands", help="Raster bands, 1-based: red,green,blue or one grey (e.g. 4,3,2)."),
+    gsd: float = typer.Option(None, "--gsd", help="Metres per model pixel. Default: the model's own."),
+    tile_overlap: float = typer.Option(0.25, "--tile-overlap", help="Least fraction of a tile that neighbours share."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Tiles per forward pass."),
+    bbox: str = typer.Option(None, "--bbox", help="Search only minx,miny,maxx,maxy (raster CRS unless --bbox-crs)."),
+    bbox_crs: str = typer.Option(None, "--bbox-crs", help="CRS of --bbox, e.g. EPSG:4326."),
+    search_radius: float = typer.Option(
+        DEFAULT_SEARCH_RADIUS_M, "--search-radius", help="Metres around the photo's GPS ground point to search."
+    ),
+    no_gps: bool = typer.Option(False, "--no-gps", help="Ignore the photo's GPS: search the whole raster (or --bbox)."),
+    preview: Path = typer.Option(None, "--preview", help="Write a PNG: the photo with the click beside the top hit."),
+    json_output: bool = typer.Option(
+        False, "--json", help="Print a one-object JSON summary (hits, search area, timings) instead of GeoJSON."
+    ),
+    device: str = DeviceOption,
+    quiet: bool = QuietOption,
+) -> None:
+    """Find the object clicked on a drone photo in a georeferenced raster; write its footprint."""
+    click_xy = _numbers(click, (2,), "--click", "X,Y pixels, e.g. 412,230")
+    band_list = _numbers(bands, (1, 3), "--bands", "1 or 3 band numbers, e.g. 1,2,3", kind=int) if bands else None
+    box = _numbers(bbox, (4,), "--bbox", "minx,miny,maxx,maxy") if bbox else None
+    if bbox_crs and box is None:
+        raise UsageError("--bbox-crs needs --bbox")
+    if out:
+        _check_output(out, (*GEOJSON_SUFFIXES, *OGR_DRIVERS), "-o")
+    if preview:
+        _check_output(preview, (".png",), "--preview")
+    set_cpu_threads()
+    if method is Method.smgeo:
+        detector = SMGeoDetector(load_model(_weights_folder(weights), resolve_device(device)))
+    else:
+        detector = MatchDetector()
+    search = SearchArea(bbox=box, bbox_crs=bbox_crs, use_gps=not no_gps, radius_m=search_radius)
+    with progress_bar(quiet) as progress:
+        task = progress.add_task("locate", total=None, info="tiles") if progress else None
+        result = locate(
+            photo,
+            click_xy,
+            ref,
+            detector,
+            bands=band_list,
+            gsd_m=gsd,
+            tile_overlap=tile_overlap,
+            batch_size=batch_size,
+            top_k=top_k,
+            search=search,
+            on_progress=(lambda done, total: progress.update(task, completed=done, total=total)) if progress else None,
+        )
+    if out:
+        write_features(out, result.features)
+    if preview:
+        write_preview(preview, result, band_list)
+    if json_output:
+        typer.echo(json.dumps({**result.summary(), "output": str(out) if out else None}))
+    elif not out:
+        typer.echo(geojson_text(result.features), nl=False)
+    if not result.detections and not quiet:
+        stderr_console.print("no hit: every detection fell on nodata or padding")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("locate")(locate_command)
