@@ -45,6 +45,7 @@ from smgeo_cli.geo.search_area import bbox_window, circle_window, full_window
 from smgeo_cli.geo.tiling import Tile, iter_tiles, nms, plan_grid_tiles, plan_tiles, tile_box_to_raster
 from smgeo_cli.model.head import decode_detections
 from smgeo_cli.model.smgeo import SMGeo
+from smgeo_cli.verify import VERIFY_KEYS, verify_hits
 
 # Radius of the search circle around the photo's GPS ground point: the ground a
 # nadir photo from 400 m sees, with room for GPS, yaw and pitch errors.
@@ -54,6 +55,9 @@ DEFAULT_SEARCH_RADIUS_M = 500.0
 MERGE_THRESHOLD = 0.5
 # A box reaching within this many tile pixels of a tile's side is taken as cut by it.
 TILE_EDGE_MARGIN_PX = 1.0
+
+# What --json reports of each hit.
+HIT_SUMMARY_KEYS = ("rank", "score", "bbox_px", "center_lon", "center_lat", "area_m2")
 
 T = TypeVar("T")
 
@@ -213,7 +217,7 @@ class LocateResult:
             },
             "tiles": {"planned": self.tiles_planned, "scanned": self.tiles_scanned},
             "hits": [
-                {key: f.properties[key] for key in ("rank", "score", "bbox_px", "center_lon", "center_lat", "area_m2")}
+                {key: f.properties[key] for key in (*HIT_SUMMARY_KEYS, *VERIFY_KEYS) if key in f.properties}
                 for f in self.features
             ],
             "timings_s": {name: round(seconds, 3) for name, seconds in self.timings_s.items()},
@@ -421,6 +425,7 @@ def locate(
     search: SearchArea = SearchArea(),
     pose: PhotoPose | None = None,
     snap_tiles: bool = False,
+    verify: bool = False,
     cache: MutableMapping | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> LocateResult:
@@ -435,7 +440,9 @@ def locate(
     outlives the call, so memory stays flat however large the raster. With
     ``snap_tiles`` the tiles come from one raster-wide grid instead of being
     fitted to the search window, so calls whose search areas overlap share
-    tiles, and with them cached encodings.
+    tiles, and with them cached encodings. With ``verify`` every hit is
+    checked by the matcher (:mod:`smgeo_cli.verify`) and its features carry
+    ``verified``, ``verify_inliers`` and ``verify_distance_m``.
 
     Raises InputFileError for unreadable files, GeoreferenceError for a
     raster without georeferencing or a search area off the raster,
@@ -470,8 +477,11 @@ def locate(
                 "it is all nodata or masked there; widen the area or check the raster's nodata value"
             )
         scan_end = time.perf_counter()
+        checks = verify_hits(raster, detections, photo_rgb, click_xy) if verify else []
+        extras = [check.properties() for check in checks] or [None] * len(detections)
         features = [
-            make_feature(raster, d, query=str(photo), click=click_xy, model=detector.name) for d in detections
+            make_feature(raster, d, query=str(photo), click=click_xy, model=detector.name, extra=extra)
+            for d, extra in zip(detections, extras)
         ]
         crs = raster.crs.to_string()
     return LocateResult(

@@ -27,6 +27,9 @@ CONTEXT = 6.0
 MIN_SIDE_M = 150.0
 
 
+VERIFY_KEYS = ("verified", "verify_inliers", "verify_distance_m")
+
+
 @dataclass(frozen=True)
 class Verification:
     """The matcher's view of one hit.
@@ -43,7 +46,7 @@ class Verification:
     def properties(self) -> dict[str, object]:
         """Feature properties: ``verified``, ``verify_inliers``, ``verify_distance_m``."""
         distance = None if self.distance_m is None else round(self.distance_m, 2)
-        return {"verified": self.confirmed, "verify_inliers": self.inliers, "verify_distance_m": distance}
+        return dict(zip(VERIFY_KEYS, (self.confirmed, self.inliers, distance)))
 
 
 def verify_hits(

@@ -62,7 +62,7 @@ def test_matcher_locates_a_click_on_a_real_raster(tmp_path):
     assert len(result.detections) == len({d.rank for d in result.detections})
 
 
-def test_locate_command_with_method_match_writes_a_footprint_on_the_click(tmp_path):
+def test_locate_command_with_method_match_and_verify_writes_a_confirmed_footprint(tmp_path):
     with rasterio.open(RASTER) as src:
         rgb = np.moveaxis(src.read([1, 2, 3]), 0, -1)
     target = (400.0, 620.0)
@@ -72,7 +72,7 @@ def test_locate_command_with_method_match_writes_a_footprint_on_the_click(tmp_pa
         [
             sys.executable, "-m", "smgeo_cli", "locate", str(tmp_path / "photo.jpg"),
             "--click", f"{click[0]:.2f},{click[1]:.2f}", "--ref", str(RASTER),
-            "--method", "match", "--gsd", "0.25", "--no-gps", "-o", str(out), "-q",
+            "--method", "match", "--gsd", "0.25", "--no-gps", "--verify", "-o", str(out), "-q",
         ],
         capture_output=True, text=True,
     )
@@ -81,6 +81,8 @@ def test_locate_command_with_method_match_writes_a_footprint_on_the_click(tmp_pa
     assert feature["properties"]["model"] == "match" and feature["properties"]["rank"] == 1
     x1, y1, x2, y2 = feature["properties"]["bbox_px"]
     assert x1 < target[0] < x2 and y1 < target[1] < y2
+    # --verify: the matcher, run again around the hit, agrees with it.
+    assert feature["properties"]["verified"] is True and feature["properties"]["verify_inliers"] >= 12
 
 
 def test_verify_confirms_a_hit_on_the_clicked_ground_and_rejects_one_elsewhere(tmp_path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from smgeo_cli.commands.options import DeviceOption, Method, MethodOption, QuietOption
+from smgeo_cli.commands.options import DeviceOption, Method, MethodOption, QuietOption, VerifyOption
 from smgeo_cli.commands.progress import progress_bar, stderr_console
 from smgeo_cli.device import resolve_device, set_cpu_threads
 from smgeo_cli.errors import InputFileError, UsageError, WeightsError
@@ -74,6 +74,7 @@ def locate_command(
         DEFAULT_SEARCH_RADIUS_M, "--search-radius", help="Metres around the photo's GPS ground point to search."
     ),
     no_gps: bool = typer.Option(False, "--no-gps", help="Ignore the photo's GPS: search the whole raster (or --bbox)."),
+    verify: bool = VerifyOption,
     preview: Path = typer.Option(None, "--preview", help="Write a PNG: the photo with the click beside the top hit."),
     json_output: bool = typer.Option(
         False, "--json", help="Print a one-object JSON summary (hits, search area, timings) instead of GeoJSON."
@@ -110,6 +111,7 @@ def locate_command(
             batch_size=batch_size,
             top_k=top_k,
             search=search,
+            verify=verify,
             on_progress=(lambda done, total: progress.update(task, completed=done, total=total)) if progress else None,
         )
     if out:

@@ -26,3 +26,6 @@ class Method(str, Enum):
 
 
 MethodOption = typer.Option(Method.smgeo, "--method", help="smgeo (the model) or match (SIFT + RANSAC, no training).")
+VerifyOption = typer.Option(
+    False, "--verify", help="Check each hit by SIFT matching: adds verified, verify_inliers, verify_distance_m."
+)

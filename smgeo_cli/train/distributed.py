@@ -51,13 +51,18 @@ def barrier(context: DistContext) -> None:
         dist.barrier()
 
 
-def all_reduce_mean(value: torch.Tensor, context: DistContext) -> torch.Tensor:
-    """Mean of a tensor over ranks (the tensor itself on a single process)."""
+def all_reduce_sum(value: torch.Tensor, context: DistContext) -> torch.Tensor:
+    """Sum of a tensor over ranks (the tensor itself on a single process)."""
     if not context.enabled:
         return value
     value = value.detach().clone()
     dist.all_reduce(value, op=dist.ReduceOp.SUM)
-    return value / context.world_size
+    return value
+
+
+def all_reduce_mean(value: torch.Tensor, context: DistContext) -> torch.Tensor:
+    """Mean of a tensor over ranks (the tensor itself on a single process)."""
+    return all_reduce_sum(value, context) / context.world_size
 
 
 def shutdown(context: DistContext) -> None:
