@@ -48,3 +48,23 @@ def write_geotiff(
             if colorinterp is not None:
                 dataset.colorinterp = colorinterp
     return path
+
+
+def write_photo(path: Path, size: tuple[int, int] = (80, 60), latlon: tuple[float, float] | None = None) -> Path:
+    """A noise photo of ``size`` (width, height); ``latlon`` in degrees goes into its EXIF GPS."""
+    from PIL import ExifTags, Image
+
+    exif = Image.Exif()
+    if latlon:
+        lat, lon = latlon
+        exif.get_ifd(ExifTags.IFD.GPSInfo).update(
+            {
+                ExifTags.GPS.GPSLatitude: (abs(lat), 0.0, 0.0),
+                ExifTags.GPS.GPSLatitudeRef: "N" if lat >= 0 else "S",
+                ExifTags.GPS.GPSLongitude: (abs(lon), 0.0, 0.0),
+                ExifTags.GPS.GPSLongitudeRef: "E" if lon >= 0 else "W",
+            }
+        )
+    pixels = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, exif=exif)
+    return path

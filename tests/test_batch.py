@@ -20,12 +20,11 @@ import numpy as np
 import pyogrio
 import pytest
 import torch
-from PIL import ExifTags, Image
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from conftest import tiny_config
-from raster_factory import UTM_33N, UTM_TRANSFORM, write_geotiff
+from raster_factory import UTM_33N, UTM_TRANSFORM, write_geotiff, write_photo
 from smgeo_cli.batch import TileCache, journal_path
 from smgeo_cli.cli import main
 from smgeo_cli.commands import batch_cmd
@@ -97,24 +96,6 @@ def _lonlat(col, row, crs=UTM_33N, transform=UTM_TRANSFORM):
     return float(lon[0]), float(lat[0])
 
 
-def _photo(path, gps=None):
-    """An 80 x 60 photo; ``gps`` (lon, lat) in degrees goes into its EXIF."""
-    exif = Image.Exif()
-    if gps:
-        lon, lat = gps
-        exif.get_ifd(ExifTags.IFD.GPSInfo).update(
-            {
-                ExifTags.GPS.GPSLatitude: (abs(lat), 0.0, 0.0),
-                ExifTags.GPS.GPSLatitudeRef: "N" if lat >= 0 else "S",
-                ExifTags.GPS.GPSLongitude: (abs(lon), 0.0, 0.0),
-                ExifTags.GPS.GPSLongitudeRef: "E" if lon >= 0 else "W",
-            }
-        )
-    pixels = np.random.default_rng(0).integers(0, 255, (PHOTO_SIZE[1], PHOTO_SIZE[0], 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path, exif=exif)
-    return path
-
-
 def _csv(path, header, rows):
     with open(path, "w", newline="") as file:
         csv.writer(file).writerows([header, *rows])
@@ -129,7 +110,7 @@ def _flight(tmp_path, count, clicks_per_photo=1):
     rows = []
     for i in range(count):
         col, row = 120 + (i * 37) % 160, 90 + (i * 23) % 120
-        _photo(photos / f"DJI_{i:04d}.JPG", _lonlat(col, row))
+        write_photo(photos / f"DJI_{i:04d}.JPG", latlon=_lonlat(col, row)[::-1])
         rows += [[f"DJI_{i:04d}.JPG", 10 + k, 20, f"obj{i}-{k}"] for k in range(clicks_per_photo)]
     clicks = _csv(tmp_path / "clicks.csv", ["image", "click_x", "click_y", "label"], rows)
     return ref, photos, clicks
@@ -173,7 +154,7 @@ def test_folder_and_clicks_csv_give_one_layer_in_input_order_with_query_metadata
 
 def test_manifest_rows_carry_their_own_positions(tmp_path, monkeypatch, capsys, stand_in):
     ref = _raster(tmp_path / "ref.tif")
-    _photo(tmp_path / "a.jpg")  # no EXIF position: the manifest's is used
+    write_photo(tmp_path / "a.jpg")  # no EXIF position: the manifest's is used
     lon, lat = _lonlat(190, 150)
     manifest = _csv(
         tmp_path / "manifest.csv",
@@ -199,7 +180,7 @@ def test_srt_frames_get_their_entries_positions(tmp_path, monkeypatch, capsys, s
     frames = tmp_path / "frames"
     frames.mkdir()
     for number in (1, 2, 5):
-        _photo(frames / f"frame_{number:04d}.jpg")
+        write_photo(frames / f"frame_{number:04d}.jpg")
     clicks = _csv(
         tmp_path / "clicks.csv", ["image", "click_x", "click_y"], [["frame_0005.jpg", 1, 2], ["frame_0001.jpg", 3, 4]]
     )

@@ -17,11 +17,11 @@ import pyogrio
 import pyproj
 import pytest
 import torch
-from PIL import ExifTags, Image
+from PIL import Image
 from rasterio.transform import Affine, from_origin
 
 from conftest import tiny_config
-from raster_factory import UTM_33N, write_geotiff
+from raster_factory import UTM_33N, write_geotiff, write_photo
 from smgeo_cli.cli import main
 from smgeo_cli.commands import locate_cmd
 from smgeo_cli.errors import NoDataError
@@ -99,24 +99,6 @@ def _raster(path, shape, box=None, crs=UTM_33N, transform=GRIDS["utm"][1], **pro
     return write_geotiff(path, data, crs=crs, transform=transform, **profile)
 
 
-def _photo(path, gps=None):
-    """An 80 x 60 photo; ``gps`` (lat, lon) in degrees goes into its EXIF."""
-    exif = Image.Exif()
-    if gps:
-        lat, lon = gps
-        exif.get_ifd(ExifTags.IFD.GPSInfo).update(
-            {
-                ExifTags.GPS.GPSLatitude: (abs(lat), 0.0, 0.0),
-                ExifTags.GPS.GPSLatitudeRef: "N" if lat >= 0 else "S",
-                ExifTags.GPS.GPSLongitude: (abs(lon), 0.0, 0.0),
-                ExifTags.GPS.GPSLongitudeRef: "E" if lon >= 0 else "W",
-            }
-        )
-    pixels = np.random.default_rng(0).integers(0, 255, (PHOTO_SIZE[1], PHOTO_SIZE[0], 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path, exif=exif)
-    return path
-
-
 def _true_corners(crs, transform, box):
     """A pixel box's corners in the raster CRS, from the affine coefficients alone."""
     x1, y1, x2, y2 = box
@@ -136,7 +118,7 @@ def test_polygon_is_the_true_world_footprint_of_the_detected_tile_box(tmp_path, 
     crs, transform = GRIDS[grid]
     path = _raster(tmp_path / "ref.tif", (100, 120), crs=crs, transform=transform)
     detector = FixedBoxDetector()
-    result = locate(_photo(tmp_path / "p.jpg"), (10, 20), path, detector, search=SearchArea(use_gps=False))
+    result = locate(write_photo(tmp_path / "p.jpg"), (10, 20), path, detector, search=SearchArea(use_gps=False))
 
     with open_reference(path) as raster:
         (tile,) = plan_tiles(full_window(raster), raster.gsd_m, GSD, TILE)
@@ -162,7 +144,7 @@ def test_object_straddling_two_tiles_comes_out_once_with_one_box(tmp_path):
     box = (100, 60, 140, 100)
     path = _raster(tmp_path / "ref.tif", (160, 220), box)
     detector = BrightBoxDetector()
-    result = locate(_photo(tmp_path / "p.jpg"), (10, 20), path, detector, top_k=5, search=SearchArea(use_gps=False))
+    result = locate(write_photo(tmp_path / "p.jpg"), (10, 20), path, detector, top_k=5, search=SearchArea(use_gps=False))
     assert result.tiles_planned == 4 and detector.found == 4
     (detection,) = result.detections
     np.testing.assert_allclose(detection.box_px, box, atol=1.0)
@@ -172,14 +154,14 @@ def test_hits_on_padding_or_nodata_are_dropped(tmp_path):
     # One tile centred on a 120 x 100 raster: its top-left corner is padding.
     path = _raster(tmp_path / "ref.tif", (100, 120))
     result = locate(
-        _photo(tmp_path / "p.jpg"), (10, 20), path, FixedBoxDetector(box=(0, 0, 6, 6)), search=SearchArea(use_gps=False)
+        write_photo(tmp_path / "p.jpg"), (10, 20), path, FixedBoxDetector(box=(0, 0, 6, 6)), search=SearchArea(use_gps=False)
     )
     assert result.tiles_scanned == 1 and result.detections == [] and result.features == []
 
 
 def test_cached_tiles_are_neither_read_nor_encoded_again(tmp_path, monkeypatch):
     path = _raster(tmp_path / "ref.tif", (160, 220), (100, 60, 140, 100))
-    photo = _photo(tmp_path / "p.jpg")
+    photo = write_photo(tmp_path / "p.jpg")
     detector, cache = BrightBoxDetector(), {}
     first = locate(photo, (10, 20), path, detector, search=SearchArea(use_gps=False), cache=cache)
     assert detector.encoded == 4 and len(cache) == 4
@@ -193,7 +175,7 @@ def test_gps_prior_searches_a_circle_unless_off_and_a_bbox_wins(tmp_path):
     path = _raster(tmp_path / "ref.tif", (200, 200))  # 100 m square
     transform = GRIDS["utm"][1]
     lons, lats = pixel_to_lonlat(UTM_33N, transform, [100.0], [100.0])
-    photo = _photo(tmp_path / "p.jpg", gps=(lats[0], lons[0]))
+    photo = write_photo(tmp_path / "p.jpg", latlon=(lats[0], lons[0]))
     detector = FixedBoxDetector()
 
     near = locate(photo, (10, 20), path, detector, search=SearchArea(radius_m=20.0))
@@ -215,7 +197,7 @@ def test_gps_prior_searches_a_circle_unless_off_and_a_bbox_wins(tmp_path):
 def test_all_nodata_search_area_is_an_error(tmp_path):
     path = write_geotiff(tmp_path / "empty.tif", np.zeros((3, 100, 120), np.uint8), nodata=0)
     with pytest.raises(NoDataError, match="no valid pixels in the search area"):
-        locate(_photo(tmp_path / "p.jpg"), (10, 20), path, FixedBoxDetector(), search=SearchArea(use_gps=False))
+        locate(write_photo(tmp_path / "p.jpg"), (10, 20), path, FixedBoxDetector(), search=SearchArea(use_gps=False))
 
 
 # Command line.
@@ -244,7 +226,7 @@ def test_cli_geojson_loads_in_ogr_with_the_object_extent(tmp_path, monkeypatch, 
     monkeypatch.setattr(locate_cmd, "SMGeoDetector", lambda model: BrightBoxDetector())
     out = tmp_path / "hit.geojson"
     code, stdout, _ = _run(
-        monkeypatch, capsys, "locate", _photo(tmp_path / "p.jpg"), "--click", "40,30", "--ref", ref,
+        monkeypatch, capsys, "locate", write_photo(tmp_path / "p.jpg"), "--click", "40,30", "--ref", ref,
         "-o", out, "--weights", weights, "--no-gps", "--device", "cpu",
     )  # fmt: skip
     assert code == 0 and stdout == ""
@@ -257,7 +239,7 @@ def test_cli_geojson_loads_in_ogr_with_the_object_extent(tmp_path, monkeypatch, 
 
 def test_cli_with_the_model_stdout_json_gpkg_and_preview(tmp_path, monkeypatch, capsys, weights):
     ref = _raster(tmp_path / "ref.tif", (200, 200), (90, 90, 110, 110))
-    common = ["locate", _photo(tmp_path / "p.jpg"), "--click", "40,30", "--ref", ref,
+    common = ["locate", write_photo(tmp_path / "p.jpg"), "--click", "40,30", "--ref", ref,
               "--weights", weights, "--no-gps", "--device", "cpu", "-q"]  # fmt: skip
 
     code, stdout, stderr = _run(monkeypatch, capsys, *common)
@@ -299,23 +281,23 @@ ERROR_CASES = {
     # name: (build the photo and raster -> (photo, ref, extra args), exit code, words in the message)
     "missing photo": (lambda t: (t / "nope.jpg", _raster(t / "r.tif", (50, 50)), []), 3, "nope.jpg"),
     "raster without georeferencing": (
-        lambda t: (_photo(t / "p.jpg"), _raster(t / "r.tif", (50, 50), crs=None, transform=None), []),
+        lambda t: (write_photo(t / "p.jpg"), _raster(t / "r.tif", (50, 50), crs=None, transform=None), []),
         4,
         "not georeferenced",
     ),
     "click outside the image": (
-        lambda t: (_photo(t / "p.jpg"), _raster(t / "r.tif", (50, 50)), ["--click", "80,10"]), 2, "80 x 60 pixels"
+        lambda t: (write_photo(t / "p.jpg"), _raster(t / "r.tif", (50, 50)), ["--click", "80,10"]), 2, "80 x 60 pixels"
     ),
     "gps outside the raster": (
-        lambda t: (_photo(t / "p.jpg", gps=(10.0, 10.0)), _raster(t / "r.tif", (50, 50)), []), 4, "outside raster"
+        lambda t: (write_photo(t / "p.jpg", latlon=(10.0, 10.0)), _raster(t / "r.tif", (50, 50)), []), 4, "outside raster"
     ),
     "no valid data": (
-        lambda t: (_photo(t / "p.jpg"), write_geotiff(t / "r.tif", np.zeros((3, 50, 50), np.uint8), nodata=0), []),
+        lambda t: (write_photo(t / "p.jpg"), write_geotiff(t / "r.tif", np.zeros((3, 50, 50), np.uint8), nodata=0), []),
         6,
         "no valid pixels",
     ),
-    "bad click": (lambda t: (_photo(t / "p.jpg"), _raster(t / "r.tif", (50, 50)), ["--click", "4;3"]), 2, "--click"),
-    "bad bands": (lambda t: (_photo(t / "p.jpg"), _raster(t / "r.tif", (50, 50)), ["--bands", "1.5"]), 2, "--bands"),
+    "bad click": (lambda t: (write_photo(t / "p.jpg"), _raster(t / "r.tif", (50, 50)), ["--click", "4;3"]), 2, "--click"),
+    "bad bands": (lambda t: (write_photo(t / "p.jpg"), _raster(t / "r.tif", (50, 50)), ["--bands", "1.5"]), 2, "--bands"),
 }
 
 
@@ -331,7 +313,7 @@ def test_cli_errors_are_one_line_with_their_exit_code(tmp_path, monkeypatch, cap
 
 def test_cli_without_weights_or_bundled_model_asks_for_weights(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(locate_cmd, "BUNDLED_WEIGHTS", tmp_path / "smgeo-nano-bundled")
-    args = ["locate", _photo(tmp_path / "p.jpg"), "--click", "1,1", "--ref", _raster(tmp_path / "r.tif", (50, 50))]
+    args = ["locate", write_photo(tmp_path / "p.jpg"), "--click", "1,1", "--ref", _raster(tmp_path / "r.tif", (50, 50))]
     code, _, stderr = _run(monkeypatch, capsys, *args)
     assert code == 5 and "--weights" in stderr and stderr.count("\n") == 1
 
