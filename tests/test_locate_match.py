@@ -56,7 +56,7 @@ def test_matcher_locates_a_click_on_a_real_raster(tmp_path):
     assert x1 < target[0] < x2 and y1 < target[1] < y2
     assert 0 < best.score <= 1 and result.features[0].properties["model"] == "match"
     # The footprint, in the raster's own CRS, holds the clicked ground point.
-    world_x, world_y = transform * target
+    world_x, world_y = transform @ target
     ring = result.features[0].ring_xy
     assert ring[:, 0].min() < world_x < ring[:, 0].max() and ring[:, 1].min() < world_y < ring[:, 1].max()
     assert len(result.detections) == len({d.rank for d in result.detections})
