@@ -15,5 +15,5 @@ smgeo train "$demo/data" --config smgeo-nano --ref-size 256 --out "$demo/run" \
     --epochs 60 --max-steps 120 --batch-size 8 --lr 1e-3 --no-augment --workers 0
 echo "Pairs it trained on (memorised):"
 smgeo eval "$demo/data" --split train --weights "$demo/run/last"
-echo "Unseen pairs (16 training pairs teach no general matching; expect low scores):"
+echo "Unseen pairs (16 training pairs teach little general matching: expect far lower scores):"
 smgeo eval "$demo/data" --split test --weights "$demo/run/last"
