@@ -13,7 +13,15 @@ from rich.table import Table
 
 from smgeo_cli.batch import BatchStats, TileCache, build_queries, clear_journals, errors_path, run_batch, write_output
 from smgeo_cli.commands.locate_cmd import _check_output, _numbers, _weights_folder
-from smgeo_cli.commands.options import DeviceOption, JsonOption, Method, MethodOption, QuietOption, VerifyOption
+from smgeo_cli.commands.options import (
+    DeviceOption,
+    JsonOption,
+    Method,
+    MethodOption,
+    QuietOption,
+    VerifyOption,
+    WeightsOption,
+)
 from smgeo_cli.commands.progress import progress_bar, stderr_console
 from smgeo_cli.device import resolve_device, set_cpu_threads
 from smgeo_cli.errors import InputFileError
@@ -55,9 +63,7 @@ def batch_command(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output .geojson (EPSG:4326), .gpkg or .fgb (raster CRS)."),
     method: Method = MethodOption,
-    weights: Path = typer.Option(
-        None, "--weights", help="Weights folder (config.json + model.safetensors). Default: the bundled model."
-    ),
+    weights: Path = WeightsOption,
     top_k: int = typer.Option(1, "--top-k", min=1, help="Hits per query, best first."),
     cache_dir: Path = typer.Option(
         None, "--cache-dir", help="Keep tile encodings here for later runs on the same raster."

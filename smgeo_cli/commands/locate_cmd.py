@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from smgeo_cli.commands.options import DeviceOption, Method, MethodOption, QuietOption, VerifyOption
+from smgeo_cli.commands.options import DeviceOption, Method, MethodOption, QuietOption, VerifyOption, WeightsOption
 from smgeo_cli.commands.progress import progress_bar, stderr_console
 from smgeo_cli.device import resolve_device, set_cpu_threads
 from smgeo_cli.errors import InputFileError, UsageError, WeightsError
@@ -60,9 +60,7 @@ def locate_command(
         None, "--out", "-o", help="Output .geojson (EPSG:4326), .gpkg or .fgb (raster CRS). Default: GeoJSON on stdout."
     ),
     method: Method = MethodOption,
-    weights: Path = typer.Option(
-        None, "--weights", help="Weights folder (config.json + model.safetensors). Default: the bundled model."
-    ),
+    weights: Path = WeightsOption,
     top_k: int = typer.Option(1, "--top-k", min=1, help="How many hits to return, best first."),
     bands: str = typer.Option(None, "--bands", help="Raster bands, 1-based: red,green,blue or one grey (e.g. 4,3,2)."),
     gsd: float = typer.Option(None, "--gsd", help="Metres per model pixel. Default: the model's own."),

@@ -13,7 +13,9 @@ QuietOption = typer.Option(False, "--quiet", "-q", help="No progress display.")
 JsonOption = typer.Option(False, "--json", help="Print one JSON object instead of a table.")
 BatchSizeOption = typer.Option(8, "--batch-size", min=1, help="Samples per forward pass.")
 LimitOption = typer.Option(None, "--limit", min=1, help="Use only the first N samples of each split (quick runs).")
-WeightsOption = typer.Option(..., "--weights", help="Weights folder (config.json + model.safetensors).")
+WeightsOption = typer.Option(
+    None, "--weights", help="Weights folder (config.json + model.safetensors). Default: the bundled model."
+)
 DataRootArgument = typer.Argument(..., help="Dataset root in CVOGL layout (<Name>_<split>.pth, query/, satellite/).")
 
 
