@@ -11,7 +11,7 @@ import sys
 import typer
 
 from smgeo_cli import __version__
-from smgeo_cli.commands import batch_cmd, eval_cmd, info_cmd, locate_cmd, toy_cmd, train_cmd
+from smgeo_cli.commands import batch_cmd, eval_cmd, info_cmd, locate_cmd, synth_cmd, toy_cmd, train_cmd
 from smgeo_cli.errors import SmgeoError
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (locate_cmd, batch_cmd, train_cmd, eval_cmd, info_cmd, toy_cmd):
+for module in (locate_cmd, batch_cmd, train_cmd, eval_cmd, info_cmd, toy_cmd, synth_cmd):
     module.register(app)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLRecord, satellite_name, write_records
+from smgeo_cli.data.geometry import apply_homography, interior_point, local_scale, tight_box, translation, warp_square
 from smgeo_cli.data.transforms import colour_jitter
 
 # Saturated colours 60 degrees of hue apart, so any two are told apart at a glance.
@@ -98,23 +99,6 @@ class ToyScene:
     objects: tuple[ToyObject, ToyObject]
 
 
-def _translation(dx: float, dy: float) -> np.ndarray:
-    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
-
-
-def _apply(homography: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Map (N, 2) points through a 3x3 homography."""
-    mapped = np.c_[points, np.ones(len(points))] @ homography.T
-    return mapped[:, :2] / mapped[:, 2:]
-
-
-def _local_scale(homography: np.ndarray, point: np.ndarray) -> float:
-    """How much a homography enlarges lengths near a point (square root of the area ratio)."""
-    origin, right, down = _apply(homography, point + np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
-    (ax, ay), (bx, by) = right - origin, down - origin
-    return float(np.sqrt(abs(ax * by - ay * bx)))
-
-
 def _place_objects(rng: np.random.Generator, ref_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Centres (2, 2) and radii (2,) of two objects inside the tile, clear of each other."""
     radii = rng.uniform(ref_size / 16, ref_size / 10, size=2)
@@ -147,14 +131,14 @@ def _drone_view(
     tilt = np.diag([1.0, rng.uniform(0.7, 1.0), 1.0])
     perspective = np.eye(3)
     perspective[2, :2] = rng.uniform(-0.25, 0.25, size=2) / extent
-    view = perspective @ tilt @ rotate @ _translation(*(-(low + high) / 2))
+    view = perspective @ tilt @ rotate @ translation(*(-(low + high) / 2))
 
-    projected = _apply(view, corners)
+    projected = apply_homography(view, corners)
     low, high = projected.min(axis=0), projected.max(axis=0)
     margin = 0.04 * query_size
     scale = (query_size - 2 * margin) * rng.uniform(0.5, 0.8) / float((high - low).max())
     shift = rng.uniform(margin - scale * low, query_size - margin - scale * high)
-    return np.diag([scale, scale, 1.0]) @ _translation(*(shift / scale)) @ view
+    return np.diag([scale, scale, 1.0]) @ translation(*(shift / scale)) @ view
 
 
 def _smooth_noise(
@@ -205,28 +189,6 @@ def _draw_object(mask: np.ndarray, shape: str, centre: np.ndarray, radius: float
         cv2.fillPoly(mask, [fixed], fill, lineType=cv2.LINE_8, shift=4)
 
 
-def _tight_box(mask: np.ndarray) -> tuple[float, float, float, float]:
-    rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
-    return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
-
-
-def _interior_point(mask: np.ndarray) -> np.ndarray:
-    """The mask pixel farthest from its outline, as (x, y) of its centre.
-
-    The centre of a shape can be outside it (a ring's hole); this point never is.
-    """
-    distance = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1]
-    row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
-    return np.array([col + 0.5, row + 0.5])
-
-
-def _warp(image: np.ndarray, homography: np.ndarray, size: int, interpolation: int) -> np.ndarray:
-    """Warp with a homography between pixel-edge coordinates (OpenCV's sit on pixel centres)."""
-    to_cv = _translation(-0.5, -0.5) @ homography @ _translation(0.5, 0.5)
-    return cv2.warpPerspective(image, to_cv, (size, size), flags=interpolation, borderMode=cv2.BORDER_REFLECT)
-
-
 def render_scene(rng: np.random.Generator, query_size: int = 256, ref_size: int = 1024) -> ToyScene:
     """Draw one scene: a reference tile with two objects and a drone query showing both.
 
@@ -241,13 +203,13 @@ def render_scene(rng: np.random.Generator, query_size: int = 256, ref_size: int 
     tile_to_query = _drone_view(rng, centres, radii, query_size)
 
     query_corners = query_size * np.array([[0, 0], [1, 0], [1, 1], [0, 1]])
-    footprint = _apply(np.linalg.inv(tile_to_query), query_corners)
+    footprint = apply_homography(np.linalg.inv(tile_to_query), query_corners)
     left, top = np.floor(np.minimum(footprint.min(axis=0), 0.0)).astype(int) - 1
     right, bottom = np.ceil(np.maximum(footprint.max(axis=0), ref_size)).astype(int) + 1
     width, height = right - left, bottom - top
     world = _background(rng, height, width, ref_size)
     # World pixel (0, 0) is tile pixel (left, top).
-    world_to_query = tile_to_query @ _translation(left, top)
+    world_to_query = tile_to_query @ translation(left, top)
     tile = (slice(-top, -top + ref_size), slice(-left, -left + ref_size))
 
     objects = []
@@ -256,19 +218,19 @@ def render_scene(rng: np.random.Generator, query_size: int = 256, ref_size: int 
         _draw_object(mask, shape, centre - (left, top), radius, angle)
         world[mask.astype(bool)] = COLOURS[colour]
         ref_mask = mask[tile].astype(bool)
-        click = _apply(tile_to_query, _interior_point(ref_mask)[None])[0]
-        query_mask = _warp(mask, world_to_query, query_size, cv2.INTER_NEAREST).astype(bool)
+        click = apply_homography(tile_to_query, interior_point(ref_mask)[None])[0]
+        query_mask = warp_square(mask, world_to_query, query_size, cv2.INTER_NEAREST).astype(bool)
         click_xy = (float(click[0]), float(click[1]))
-        objects.append(ToyObject(str(shape), str(colour), _tight_box(ref_mask), click_xy, ref_mask, query_mask))
+        objects.append(ToyObject(str(shape), str(colour), tight_box(ref_mask), click_xy, ref_mask, query_mask))
     world += rng.normal(0.0, rng.uniform(3.0, 7.0), size=(height, width, 1)).astype(np.float32)
     world = np.clip(world, 0, 255).round().astype(np.uint8)
 
     # Shrink the ground first when the view shrinks it, so the warp does not alias.
-    shrink = min(1.0, 1.5 * _local_scale(tile_to_query, centres.mean(axis=0)))
+    shrink = min(1.0, 1.5 * local_scale(tile_to_query, centres.mean(axis=0)))
     small_w, small_h = max(1, round(width * shrink)), max(1, round(height * shrink))
     small = cv2.resize(world, (small_w, small_h), interpolation=cv2.INTER_AREA)
     to_small = np.diag([small_w / width, small_h / height, 1.0])
-    query = _warp(small, world_to_query @ np.linalg.inv(to_small), query_size, cv2.INTER_LINEAR)
+    query = warp_square(small, world_to_query @ np.linalg.inv(to_small), query_size, cv2.INTER_LINEAR)
     query = cv2.GaussianBlur(query, (0, 0), rng.uniform(0.4, 1.2))
     query = colour_jitter(query, rng, brightness=0.15, contrast=0.15, saturation=0.15, hue_deg=8.0)
     return ToyScene(np.ascontiguousarray(world[tile]), query, (objects[0], objects[1]))
