@@ -251,7 +251,7 @@ def _train(config, data_root, out_dir, options, device, context, on_step, on_epo
                 sums[name] = sums.get(name, 0.0) + float(value.detach()) * len(boxes)
             if on_step and context.is_main:
                 elapsed = time.perf_counter() - step_start
-                on_step(StepReport(epoch, step, total_steps, float(terms["loss"]), batch_size / elapsed, lr))
+                on_step(StepReport(epoch, step, total_steps, float(terms["loss"].detach()), batch_size / elapsed, lr))
             if step >= total_steps:
                 break
 
