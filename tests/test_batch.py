@@ -34,46 +34,22 @@ from smgeo_cli.geo.tiling import plan_grid_tiles
 from smgeo_cli.locate import EncodedTile
 from smgeo_cli.model.smgeo import SMGeo
 from smgeo_cli.model.weights import save_weights
+from stand_ins import TILE, BrightBoxDetector
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "flightlog")
-TILE, GSD = 128, 0.5
+
 PHOTO_SIZE = (80, 60)  # width, height
 OBJECT = (180, 140, 200, 160)  # bright box on the raster, full-raster pixels
 RADIUS = "40"  # metres: a few tiles around each photo
 
 
-class BrightBoxDetector:
-    """Boxes the bright pixels of each tile; counts the tiles it encodes."""
-
-    name = "bright"
-    cache_key = "bright"
-    tile_size = TILE
-    gsd_m = GSD
-    encoded = 0
-
-    def encode_query(self, photo_rgb, click_xy):
-        return tuple(click_xy)
-
-    def encode_tiles(self, tiles_rgb):
-        BrightBoxDetector.encoded += len(tiles_rgb)
-        return list(tiles_rgb)
-
-    def detect(self, query, encodings, top_k):
-        found = []
-        for rgb in encodings:
-            rows, cols = np.nonzero(rgb.min(axis=2) > 127)
-            box = [[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]] if cols.size else np.zeros((0, 4))
-            found.append((np.asarray(box, dtype=float), np.full(len(box), 0.9)))
-        return found
-
-
 @pytest.fixture
 def stand_in(monkeypatch):
-    BrightBoxDetector.encoded = 0
+    detector = BrightBoxDetector()
     monkeypatch.setattr(batch_cmd, "load_model", lambda folder, device: None)
-    monkeypatch.setattr(batch_cmd, "SMGeoDetector", lambda model: BrightBoxDetector())
+    monkeypatch.setattr(batch_cmd, "SMGeoDetector", lambda model: detector)
     monkeypatch.setattr(batch_cmd, "_weights_folder", lambda weights: weights)
-    return BrightBoxDetector
+    return detector
 
 
 @pytest.fixture(scope="module")

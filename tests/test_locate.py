@@ -33,9 +33,8 @@ from smgeo_cli.locate import SearchArea, locate
 from smgeo_cli.model.smgeo import SMGeo
 from smgeo_cli.model.weights import save_weights
 from smgeo_cli.preview import PREVIEW_HEIGHT
+from stand_ins import GSD, TILE, BrightBoxDetector, FixedBoxDetector
 
-TILE = 128
-GSD = 0.5
 PHOTO_SIZE = (80, 60)  # width, height
 GRIDS = {
     "utm": (UTM_33N, from_origin(500_000.0, 4_983_000.0, 0.5, 0.5)),
@@ -43,51 +42,6 @@ GRIDS = {
     "lonlat": ("EPSG:4326", from_origin(15.0, 45.0, 5e-6, 5e-6)),
     "rotated": (UTM_33N, Affine.translation(500_000.0, 4_983_000.0) @ Affine.rotation(25.0) @ Affine.scale(0.5, -0.5)),
 }
-
-
-class FixedBoxDetector:
-    """Reports ``box`` (tile pixels) with ``score`` in every tile; counts the tiles it encodes."""
-
-    name = "fixed"
-    cache_key = "fixed"
-    tile_size = TILE
-    gsd_m = GSD
-
-    def __init__(self, box=(40.25, 50.5, 70.75, 66.0), score=0.8):
-        self.box, self.score = box, score
-        self.encoded = 0
-
-    def encode_query(self, photo_rgb, click_xy):
-        return tuple(click_xy)
-
-    def encode_tiles(self, tiles_rgb):
-        self.encoded += len(tiles_rgb)
-        return list(tiles_rgb)
-
-    def detect(self, query, encodings, top_k):
-        return [(np.array([self.box]), np.array([self.score])) for _ in encodings]
-
-
-class BrightBoxDetector(FixedBoxDetector):
-    """Finds the bright pixels of each tile: the box around them, all with the same score."""
-
-    name = "bright"
-    cache_key = "bright"
-
-    def __init__(self):
-        super().__init__()
-        self.found = 0
-
-    def detect(self, query, encodings, top_k):
-        results = []
-        for rgb in encodings:
-            rows, cols = np.nonzero(rgb.min(axis=2) > 127)
-            if cols.size:
-                self.found += 1
-                results.append((np.array([[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]]), np.array([0.9])))
-            else:
-                results.append((np.zeros((0, 4)), np.zeros(0)))
-        return results
 
 
 def _raster(path, shape, box=None, crs=UTM_33N, transform=GRIDS["utm"][1], **profile):
