@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
+from smgeo_cli.cli import main
 from smgeo_cli.model.config import SMGeoConfig
 
 
@@ -33,3 +36,12 @@ def tiny_config(**changes) -> SMGeoConfig:
 def tiny() -> SMGeoConfig:
     torch.manual_seed(0)
     return tiny_config()
+
+
+def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """`smgeo ARGS` in this process through the real entry point: (exit code, stdout, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["smgeo", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err

@@ -23,10 +23,9 @@ import torch
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from conftest import tiny_config
+from conftest import run_cli, tiny_config
 from raster_factory import UTM_33N, UTM_TRANSFORM, write_geotiff, write_photo
 from smgeo_cli.batch import TileCache, journal_path
-from smgeo_cli.cli import main
 from smgeo_cli.commands import batch_cmd
 from smgeo_cli.geo.coords import pixel_to_lonlat
 from smgeo_cli.geo.srt import read_srt
@@ -92,15 +91,6 @@ def _flight(tmp_path, count, clicks_per_photo=1):
     return ref, photos, clicks
 
 
-def _run(monkeypatch, capsys, *args):
-    """`smgeo ARGS` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["smgeo", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
-
-
 def _features(path):
     return json.loads(path.read_text())["features"]
 
@@ -110,7 +100,7 @@ def test_folder_and_clicks_csv_give_one_layer_in_input_order_with_query_metadata
 ):
     ref, photos, clicks = _flight(tmp_path, 3, clicks_per_photo=2)
     out = tmp_path / "flight.geojson"
-    code, stdout, _ = _run(
+    code, stdout, _ = run_cli(
         monkeypatch, capsys, "batch", photos, "--clicks", clicks, "--ref", ref, "-o", out,
         "--search-radius", RADIUS, "--json", "-q",
     )  # fmt: skip
@@ -138,7 +128,7 @@ def test_manifest_rows_carry_their_own_positions(tmp_path, monkeypatch, capsys, 
         [["a.jpg", 5, 6, lat, lon, 100, "car"]],
     )
     out = tmp_path / "flight.geojson"
-    code, _, _ = _run(monkeypatch, capsys, "batch", manifest, "--ref", ref, "-o", out, "--search-radius", RADIUS, "-q")
+    code, _, _ = run_cli(monkeypatch, capsys, "batch", manifest, "--ref", ref, "-o", out, "--search-radius", RADIUS, "-q")
     assert code == 0
     (feature,) = _features(out)
     props = feature["properties"]
@@ -161,7 +151,7 @@ def test_srt_frames_get_their_entries_positions(tmp_path, monkeypatch, capsys, s
         tmp_path / "clicks.csv", ["image", "click_x", "click_y"], [["frame_0005.jpg", 1, 2], ["frame_0001.jpg", 3, 4]]
     )
     out = tmp_path / "flight.geojson"
-    code, _, _ = _run(
+    code, _, _ = run_cli(
         monkeypatch, capsys, "batch", frames, "--srt", srt, "--clicks", clicks, "--ref", ref, "-o", out,
         "--search-radius", RADIUS, "-q",
     )  # fmt: skip
@@ -179,7 +169,7 @@ def test_a_failed_query_is_recorded_and_the_run_goes_on_with_exit_1(tmp_path, mo
     rows.append(["missing.jpg", 1, 1, "gone"])
     _csv(clicks, rows[0], rows[1:])
     out = tmp_path / "flight.geojson"
-    code, _, err = _run(
+    code, _, err = run_cli(
         monkeypatch, capsys, "batch", photos, "--clicks", clicks, "--ref", ref, "-o", out, "--search-radius", RADIUS
     )
     assert code == 1 and "2 of 4 queries failed" in err
@@ -193,9 +183,9 @@ def test_disk_cache_makes_a_second_run_encode_nothing(tmp_path, monkeypatch, cap
     ref, photos, clicks = _flight(tmp_path, 4)
     args = ["batch", photos, "--clicks", clicks, "--ref", ref, "--search-radius", RADIUS,
             "--cache-dir", tmp_path / "cache", "--json", "-q"]  # fmt: skip
-    code, first, _ = _run(monkeypatch, capsys, *args, "-o", tmp_path / "one.geojson")
+    code, first, _ = run_cli(monkeypatch, capsys, *args, "-o", tmp_path / "one.geojson")
     assert code == 0 and json.loads(first)["tiles_encoded"] > 0
-    code, second, _ = _run(monkeypatch, capsys, *args, "-o", tmp_path / "two.geojson")
+    code, second, _ = run_cli(monkeypatch, capsys, *args, "-o", tmp_path / "two.geojson")
     assert code == 0 and json.loads(second)["tiles_encoded"] == 0
     assert _features(tmp_path / "two.geojson") == _features(tmp_path / "one.geojson")
 

@@ -20,9 +20,8 @@ import torch
 from PIL import Image
 from rasterio.transform import Affine, from_origin
 
-from conftest import tiny_config
+from conftest import run_cli, tiny_config
 from raster_factory import UTM_33N, write_geotiff, write_photo
-from smgeo_cli.cli import main
 from smgeo_cli.commands import locate_cmd
 from smgeo_cli.errors import NoDataError
 from smgeo_cli.geo.coords import pixel_to_lonlat
@@ -165,21 +164,12 @@ def weights(tmp_path_factory):
     return folder
 
 
-def _run(monkeypatch, capsys, *args):
-    """`smgeo ARGS` in this process through the real entry point: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["smgeo", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
-
-
 def test_cli_geojson_loads_in_ogr_with_the_object_extent(tmp_path, monkeypatch, capsys, weights):
     box = (100, 60, 140, 100)
     ref = _raster(tmp_path / "ref.tif", (160, 220), box)
     monkeypatch.setattr(locate_cmd, "SMGeoDetector", lambda model: BrightBoxDetector())
     out = tmp_path / "hit.geojson"
-    code, stdout, _ = _run(
+    code, stdout, _ = run_cli(
         monkeypatch, capsys, "locate", write_photo(tmp_path / "p.jpg"), "--click", "40,30", "--ref", ref,
         "-o", out, "--weights", weights, "--no-gps", "--device", "cpu",
     )  # fmt: skip
@@ -196,7 +186,7 @@ def test_cli_with_the_model_stdout_json_gpkg_and_preview(tmp_path, monkeypatch, 
     common = ["locate", write_photo(tmp_path / "p.jpg"), "--click", "40,30", "--ref", ref,
               "--weights", weights, "--no-gps", "--device", "cpu", "-q"]  # fmt: skip
 
-    code, stdout, stderr = _run(monkeypatch, capsys, *common)
+    code, stdout, stderr = run_cli(monkeypatch, capsys, *common)
     assert code == 0 and stderr == ""
     collection = json.loads(stdout)
     (feature,) = collection["features"]
@@ -204,7 +194,7 @@ def test_cli_with_the_model_stdout_json_gpkg_and_preview(tmp_path, monkeypatch, 
     assert feature["properties"]["model"] == "tiny" and feature["properties"]["rank"] == 1
     bbox_px = feature["properties"]["bbox_px"]
 
-    code, stdout, _ = _run(monkeypatch, capsys, *common, "--json", "--top-k", "2")
+    code, stdout, _ = run_cli(monkeypatch, capsys, *common, "--json", "--top-k", "2")
     summary = json.loads(stdout)
     assert code == 0 and summary["tiles"] == {"planned": 4, "scanned": 4}
     assert [hit["rank"] for hit in summary["hits"]] == list(range(1, len(summary["hits"]) + 1))
@@ -212,7 +202,7 @@ def test_cli_with_the_model_stdout_json_gpkg_and_preview(tmp_path, monkeypatch, 
     assert summary["search"]["kind"] == "raster" and set(summary["timings_s"]) == {"query", "scan", "total"}
 
     gpkg, preview = tmp_path / "hit.gpkg", tmp_path / "preview.png"
-    code, stdout, _ = _run(monkeypatch, capsys, *common, "-o", gpkg, "--preview", preview)
+    code, stdout, _ = run_cli(monkeypatch, capsys, *common, "-o", gpkg, "--preview", preview)
     assert code == 0 and stdout == ""
     info = pyogrio.read_info(gpkg, force_total_bounds=True)
     assert info["features"] == 1 and info["crs"] == "EPSG:32633"
@@ -260,7 +250,7 @@ def test_cli_errors_are_one_line_with_their_exit_code(tmp_path, monkeypatch, cap
     build, exit_code, words = ERROR_CASES[case]
     photo, ref, extra = build(tmp_path)
     args = ["locate", photo, "--click", "10,10", "--ref", ref, "--weights", weights, "--device", "cpu", *extra]
-    code, stdout, stderr = _run(monkeypatch, capsys, *args)
+    code, stdout, stderr = run_cli(monkeypatch, capsys, *args)
     assert code == exit_code and stdout == ""
     assert stderr.startswith("smgeo: error: ") and stderr.count("\n") == 1 and words in stderr
 
@@ -268,7 +258,7 @@ def test_cli_errors_are_one_line_with_their_exit_code(tmp_path, monkeypatch, cap
 def test_cli_without_weights_or_bundled_model_asks_for_weights(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(locate_cmd, "BUNDLED_WEIGHTS", tmp_path / "smgeo-nano-bundled")
     args = ["locate", write_photo(tmp_path / "p.jpg"), "--click", "1,1", "--ref", _raster(tmp_path / "r.tif", (50, 50))]
-    code, _, stderr = _run(monkeypatch, capsys, *args)
+    code, _, stderr = run_cli(monkeypatch, capsys, *args)
     assert code == 5 and "--weights" in stderr and stderr.count("\n") == 1
 
 
