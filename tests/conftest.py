@@ -9,6 +9,8 @@ import torch
 
 from smgeo_cli.cli import main
 from smgeo_cli.model.config import SMGeoConfig
+from smgeo_cli.model.smgeo import SMGeo
+from smgeo_cli.model.weights import save_weights
 
 
 def tiny_config(**changes) -> SMGeoConfig:
@@ -30,6 +32,15 @@ def tiny_config(**changes) -> SMGeoConfig:
     )
     base.update(changes)
     return SMGeoConfig(**base)
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory):
+    """A weights folder of an untrained tiny SMGeo: for pipeline tests, where accuracy does not matter."""
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("weights") / "tiny"
+    save_weights(SMGeo(tiny_config()), folder)
+    return folder
 
 
 @pytest.fixture

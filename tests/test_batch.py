@@ -23,7 +23,7 @@ import torch
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from conftest import run_cli, tiny_config
+from conftest import run_cli
 from raster_factory import UTM_33N, UTM_TRANSFORM, write_geotiff, write_photo
 from smgeo_cli.batch import TileCache, journal_path
 from smgeo_cli.commands import batch_cmd
@@ -31,8 +31,6 @@ from smgeo_cli.geo.coords import pixel_to_lonlat
 from smgeo_cli.geo.srt import read_srt
 from smgeo_cli.geo.tiling import plan_grid_tiles
 from smgeo_cli.locate import EncodedTile
-from smgeo_cli.model.smgeo import SMGeo
-from smgeo_cli.model.weights import save_weights
 from stand_ins import TILE, BrightBoxDetector
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "flightlog")
@@ -49,14 +47,6 @@ def stand_in(monkeypatch):
     monkeypatch.setattr(batch_cmd, "SMGeoDetector", lambda model: detector)
     monkeypatch.setattr(batch_cmd, "_weights_folder", lambda weights: weights)
     return detector
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("weights") / "tiny"
-    save_weights(SMGeo(tiny_config()), folder)
-    return folder
 
 
 def _raster(path, crs=UTM_33N, transform=UTM_TRANSFORM, shape=(300, 400)):

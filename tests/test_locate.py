@@ -16,11 +16,10 @@ import numpy as np
 import pyogrio
 import pyproj
 import pytest
-import torch
 from PIL import Image
 from rasterio.transform import Affine, from_origin
 
-from conftest import run_cli, tiny_config
+from conftest import run_cli
 from raster_factory import UTM_33N, write_geotiff, write_photo
 from smgeo_cli.commands import locate_cmd
 from smgeo_cli.errors import NoDataError
@@ -29,8 +28,6 @@ from smgeo_cli.geo.raster import open_reference
 from smgeo_cli.geo.search_area import full_window
 from smgeo_cli.geo.tiling import plan_tiles, tile_box_to_raster
 from smgeo_cli.locate import SearchArea, locate
-from smgeo_cli.model.smgeo import SMGeo
-from smgeo_cli.model.weights import save_weights
 from smgeo_cli.preview import PREVIEW_HEIGHT
 from stand_ins import GSD, TILE, BrightBoxDetector, FixedBoxDetector
 
@@ -154,14 +151,6 @@ def test_all_nodata_search_area_is_an_error(tmp_path):
 
 
 # Command line.
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("weights") / "tiny"
-    save_weights(SMGeo(tiny_config()), folder)
-    return folder
 
 
 def test_cli_geojson_loads_in_ogr_with_the_object_extent(tmp_path, monkeypatch, capsys, weights):
