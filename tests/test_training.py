@@ -21,9 +21,10 @@ from smgeo_cli.data.cvogl import CVOGLDataset, load_records
 from smgeo_cli.data.toy import write_toy_dataset
 from smgeo_cli.evaluate import evaluate, predict_boxes
 from smgeo_cli.metrics import cvogl_iou
-from smgeo_cli.model.config import resolve_config
+from smgeo_cli.model.config import SMGeoConfig, resolve_config
+from smgeo_cli.model.smgeo import SMGeo
 from smgeo_cli.model.weights import load_model
-from smgeo_cli.train.loop import TrainOptions, train
+from smgeo_cli.train.loop import TrainOptions, initial_weights, train
 
 pytestmark = pytest.mark.slow
 
@@ -177,3 +178,30 @@ def test_eval_with_the_matcher_needs_no_weights_and_reports_the_same_metrics(toy
     assert metrics["n"] == 16 and set(metrics) == {"n", "acc@0.25", "acc@0.5", "mIoU", "per_category"}
     # Toy drone views are mild homographies of the tile: matching finds most objects.
     assert metrics["acc@0.25"] >= 0.5
+
+
+def test_init_weights_start_a_run_at_another_reference_size(toy_root, tiny_config_file, tmp_path):
+    small = tmp_path / "small"
+    common = ["--batch-size", "8", "--workers", "0", "-q"]
+    first = run_smgeo("train", str(toy_root), "--config", str(tiny_config_file), "--out", str(small), "--epochs", "1", *common)
+    assert first.returncode == 0, first.stderr
+
+    # The model a fine-tuning run starts from holds exactly the given weights, at the new input size.
+    config = SMGeoConfig.load(tiny_config_file).replace(ref_size=256)
+    model = SMGeo(config)
+    initial_weights(model, TrainOptions(init_weights=small / "last"))
+    start, given = model.state_dict(), load_model(small / "last").state_dict()
+    assert start.keys() == given.keys() and all(torch.equal(start[k], given[k]) for k in start)
+
+    big = tmp_path / "big"
+    tuned = run_smgeo(
+        "train", str(toy_root), "--config", str(tiny_config_file), "--ref-size", "256",
+        "--init-weights", str(small / "last"), "--out", str(big), "--max-steps", "1", *common,
+    )
+    assert tuned.returncode == 0, tuned.stderr
+    assert SMGeoConfig.load(big / "last" / "config.json").ref_size == 256
+
+    other_widths = run_smgeo(
+        "train", str(toy_root), "--config", "smgeo-nano", "--init-weights", str(small / "last"), "--out", str(tmp_path / "x")
+    )
+    assert other_widths.returncode == 5 and "do not fit" in other_widths.stderr

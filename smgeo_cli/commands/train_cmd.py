@@ -8,6 +8,7 @@ import typer
 
 from smgeo_cli.commands.options import BatchSizeOption, DataRootArgument, DeviceOption, LimitOption, QuietOption
 from smgeo_cli.commands.progress import progress_bar, stderr_console
+from smgeo_cli.errors import UsageError
 from smgeo_cli.model.config import resolve_config
 from smgeo_cli.train.loop import EpochReport, StepReport, TrainOptions, train
 
@@ -32,10 +33,15 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     pretrained_backbone: bool = typer.Option(False, "--pretrained-backbone", help="Start Swin from timm's ImageNet weights (downloads)."),
     backbone_weights: Path = typer.Option(None, "--backbone-weights", help="Start Swin from a local timm Swin state dict (.safetensors)."),
+    init_weights: Path = typer.Option(
+        None, "--init-weights", help="Start from an SMGeo weights folder (e.g. a run at smaller --ref-size: fine-tune)."
+    ),
     device: str = DeviceOption,
     quiet: bool = QuietOption,
 ) -> None:
     """Train SMGeo; under `torchrun --nproc_per_node N` it runs data-parallel (DDP)."""
+    if sum(bool(x) for x in (pretrained_backbone, backbone_weights, init_weights)) > 1:
+        raise UsageError("choose one start: --init-weights, --backbone-weights or --pretrained-backbone")
     model_config = resolve_config(config)
     overrides = {k: v for k, v in (("ref_size", ref_size), ("query_size", query_size)) if v is not None}
     if overrides:
@@ -57,6 +63,7 @@ def train_command(
         augment=augment,
         pretrained_backbone=pretrained_backbone,
         backbone_weights=backbone_weights,
+        init_weights=init_weights,
     )
     with progress_bar(quiet) as progress:
         task = progress.add_task("train", total=None, info="") if progress else None

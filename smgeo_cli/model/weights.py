@@ -48,22 +48,38 @@ def save_weights(model: SMGeo, folder: Path, half: bool = False, metadata: dict[
 def load_model(folder: Path, device: str | torch.device = "cpu") -> SMGeo:
     """Build the model described by ``folder/config.json`` and load its weights."""
     folder = Path(folder)
+    _check_folder(folder)
+    model = SMGeo(SMGeoConfig.load(folder / CONFIG_FILE))
+    load_weights_into(model, folder)
+    return model.float().to(device).eval()
+
+
+def load_weights_into(model: SMGeo, folder: Path) -> None:
+    """Load ``folder``'s weights into an existing model of the same architecture.
+
+    Input sizes may differ from the folder's config (Swin here takes any
+    multiple of its coarsest stride), so weights trained on small references
+    can start a run at full size.
+    """
+    folder = Path(folder)
+    _check_folder(folder)
+    try:
+        missing, unexpected = load_safetensors_into(model, str(folder / WEIGHTS_FILE), strict=False)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        raise WeightsError(f"{folder / WEIGHTS_FILE}: weights do not fit the model ({_first_line(exc)})") from None
+    if missing or unexpected:
+        raise WeightsError(
+            f"{folder / WEIGHTS_FILE}: weights do not fit the model "
+            f"({len(missing)} missing, e.g. {sorted(missing)[:2]}; {len(unexpected)} unexpected, e.g. {sorted(unexpected)[:2]})"
+        )
+
+
+def _check_folder(folder: Path) -> None:
     if not folder.is_dir():
         raise WeightsError(f"{folder}: no such weights folder (expected {CONFIG_FILE} and {WEIGHTS_FILE} in it)")
     for name in (CONFIG_FILE, WEIGHTS_FILE):
         if not (folder / name).exists():
             raise WeightsError(f"{folder}: missing {name}; a weights folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
-    model = SMGeo(SMGeoConfig.load(folder / CONFIG_FILE))
-    try:
-        missing, unexpected = load_safetensors_into(model, str(folder / WEIGHTS_FILE), strict=False)
-    except (SafetensorError, RuntimeError, OSError) as exc:
-        raise WeightsError(f"{folder / WEIGHTS_FILE}: weights do not fit {CONFIG_FILE} ({_first_line(exc)})") from None
-    if missing or unexpected:
-        raise WeightsError(
-            f"{folder / WEIGHTS_FILE}: weights do not fit {CONFIG_FILE} "
-            f"({len(missing)} missing, e.g. {sorted(missing)[:2]}; {len(unexpected)} unexpected, e.g. {sorted(unexpected)[:2]})"
-        )
-    return model.float().to(device).eval()
 
 
 def _unwrap(model: torch.nn.Module) -> SMGeo:

@@ -31,7 +31,7 @@ from smgeo_cli.io import replace_atomically
 from smgeo_cli.model.config import SMGeoConfig
 from smgeo_cli.model.encoder import read_backbone_weights
 from smgeo_cli.model.smgeo import SMGeo
-from smgeo_cli.model.weights import WEIGHTS_FILE, load_model, save_weights
+from smgeo_cli.model.weights import WEIGHTS_FILE, load_model, load_weights_into, save_weights
 from smgeo_cli.train import distributed as dist_utils
 from smgeo_cli.train.losses import smgeo_loss
 from smgeo_cli.train.targets import center_targets
@@ -66,6 +66,7 @@ class TrainOptions:
     augment: bool = True
     pretrained_backbone: bool = False
     backbone_weights: Path | None = None
+    init_weights: Path | None = None
 
 
 @dataclass
@@ -99,10 +100,12 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, options: TrainOptions)
     return options.min_lr + 0.5 * (options.lr - options.min_lr) * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def initial_backbone(model: SMGeo, options: TrainOptions) -> None:
-    """Start the Swin from ImageNet (timm download) or a local weights file."""
+def initial_weights(model: SMGeo, options: TrainOptions) -> None:
+    """Start from a whole SMGeo weights folder, or the Swin from ImageNet (timm download) or a local file."""
     config = model.config
-    if options.backbone_weights:
+    if options.init_weights:
+        load_weights_into(model, Path(options.init_weights))
+    elif options.backbone_weights:
         path = Path(options.backbone_weights)
         model.encoder.load_backbone_state(read_backbone_weights(path), str(path))
     elif options.pretrained_backbone:
@@ -178,7 +181,7 @@ def _train(config, data_root, out_dir, options, device, context, on_step, on_epo
         if (last_dir / WEIGHTS_FILE).exists():
             raise UsageError(f"{out_dir} already holds a training run: pass --resume to continue it, or choose a new --out")
         model = SMGeo(config)
-        initial_backbone(model, options)
+        initial_weights(model, options)
         model.to(device).train()
 
     train_set = CVOGLDataset(
