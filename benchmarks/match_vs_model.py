@@ -52,12 +52,12 @@ def main() -> None:
     rows = []
     with torch.inference_mode():
         model_predictions, model_s = timed(lambda d, p: predict_boxes(model, d, batch_size=1, on_progress=p), dataset)
-    match_predictions, match_s = timed(lambda d, p: match_boxes(d, on_progress=p), dataset)
+    match_predictions, match_s = timed(lambda d, p: match_boxes(d.root, d.records, on_progress=p), dataset)
     for name, predictions, seconds in (
         (f"SMGeo ({config.name}, {args.weights})", model_predictions, model_s),
         ("match (SIFT + RANSAC)", match_predictions, match_s),
     ):
-        metrics = evaluate(dataset, predictions).metrics
+        metrics = evaluate(dataset.records, predictions).metrics
         rows.append((name, metrics, seconds))
 
     print(f"{args.root} {args.split}: {len(dataset)} samples, device {next(model.parameters()).device}")

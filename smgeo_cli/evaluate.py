@@ -6,14 +6,15 @@ results table can hold the model and the matcher side by side.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset
+from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset, CVOGLRecord
 from smgeo_cli.data.transforms import read_rgb
 from smgeo_cli.matching import match_pair
 from smgeo_cli.metrics import cvogl_iou, summarize
@@ -76,16 +77,18 @@ def predict_boxes(
     )
 
 
-def match_boxes(dataset: CVOGLDataset, on_progress: Callable[[int], None] | None = None) -> BoxPredictions:
-    """The SIFT + RANSAC matcher's box per sample, on the images as stored.
+def match_boxes(
+    root: Path, records: Sequence[CVOGLRecord], on_progress: Callable[[int], None] | None = None
+) -> BoxPredictions:
+    """The SIFT + RANSAC matcher's box per record of the dataset at ``root``, on the images as stored.
 
     A sample the matcher finds no match for gets an empty box and score 0:
     it counts as a miss, as a wrong box would.
     """
     boxes, scores, sizes = [], [], []
-    for record in dataset.records:
-        query = read_rgb(dataset.root / QUERY_DIR / record.query_name)
-        reference = read_rgb(dataset.root / SATELLITE_DIR / record.sat_name)
+    for record in records:
+        query = read_rgb(root / QUERY_DIR / record.query_name)
+        reference = read_rgb(root / SATELLITE_DIR / record.sat_name)
         result = match_pair(query, reference, record.click_xy)
         boxes.append(result.box if result else (0.0, 0.0, 0.0, 0.0))
         scores.append(result.score if result else 0.0)
@@ -95,14 +98,14 @@ def match_boxes(dataset: CVOGLDataset, on_progress: Callable[[int], None] | None
     return BoxPredictions(
         np.asarray(boxes, dtype=np.float64),
         np.asarray(scores, dtype=np.float64),
-        np.arange(len(dataset.records)),
+        np.arange(len(records)),
         np.asarray(sizes, dtype=np.float64),
     )
 
 
-def evaluate(dataset: CVOGLDataset, predictions: BoxPredictions) -> EvalResult:
-    """CVOGL metrics (acc@0.25, acc@0.5, mIoU, per category) of ``predictions`` on ``dataset``."""
-    records = [dataset.records[i] for i in predictions.indexes]
+def evaluate(records: Sequence[CVOGLRecord], predictions: BoxPredictions) -> EvalResult:
+    """CVOGL metrics (acc@0.25, acc@0.5, mIoU, per category) of ``predictions`` on ``records``."""
+    records = [records[i] for i in predictions.indexes]
     gt = np.array([r.box_xyxy for r in records], dtype=np.float64)
     ious = cvogl_iou(predictions.boxes, gt, predictions.image_sizes)
     metrics = summarize(ious, [r.category for r in records])

@@ -65,7 +65,7 @@ def overfit_run(toy_root, tmp_path_factory):
 def test_nano_overfits_sixteen_generated_pairs(overfit_run, toy_root):
     model = load_model(overfit_run / "last")
     dataset = CVOGLDataset(toy_root, "train", model.config.query_size, model.config.ref_size)
-    metrics = evaluate(dataset, predict_boxes(model, dataset)).metrics
+    metrics = evaluate(dataset.records, predict_boxes(model, dataset)).metrics
     print("overfit metrics:", metrics)
     assert metrics["n"] == 16
     assert metrics["acc@0.5"] >= 0.9

@@ -20,7 +20,7 @@ from smgeo_cli.commands.options import (
     QuietOption,
 )
 from smgeo_cli.commands.progress import progress_bar
-from smgeo_cli.data.cvogl import CVOGLDataset
+from smgeo_cli.data.cvogl import CVOGLDataset, load_records
 from smgeo_cli.device import resolve_device
 from smgeo_cli.errors import UsageError
 from smgeo_cli.evaluate import evaluate, match_boxes, predict_boxes
@@ -49,19 +49,20 @@ def eval_command(
         model = load_model(weights, resolve_device(device))
         config = model.config
         dataset = CVOGLDataset(data_root, split, config.query_size, config.ref_size, limit=limit)
+        records = dataset.records
         name = config.name
     else:
-        # The matcher reads the images as stored; the sizes only matter to the model path.
-        dataset = CVOGLDataset(data_root, split, query_size=1, ref_size=1, limit=limit)
+        # The matcher reads the images as stored: no resizing dataset needed.
+        records = load_records(data_root, split)[:limit]
         name = "match (SIFT + RANSAC)"
     with progress_bar(quiet) as progress:
-        task = progress.add_task(f"eval {split}", total=len(dataset), info="") if progress else None
+        task = progress.add_task(f"eval {split}", total=len(records), info="") if progress else None
         on_progress = (lambda n: progress.advance(task, n)) if progress else None
         if method is Method.smgeo:
             predictions = predict_boxes(model, dataset, batch_size=batch_size, on_progress=on_progress)
         else:
-            predictions = match_boxes(dataset, on_progress=on_progress)
-    result = evaluate(dataset, predictions)
+            predictions = match_boxes(data_root, records, on_progress=on_progress)
+    result = evaluate(records, predictions)
     if predictions_out:
         write_text_atomic(predictions_out, "".join(json.dumps(p) + "\n" for p in result.predictions))
     if json_output:

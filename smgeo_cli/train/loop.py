@@ -267,7 +267,7 @@ def _train(config, data_root, out_dir, options, device, context, on_step, on_epo
         if context.is_main:
             report = EpochReport(epoch, step, train_means, None, seconds, samples / max(seconds, 1e-9))
             if val_set is not None:
-                report.val = evaluate(val_set, predict_boxes(model, val_set, batch_size=options.batch_size)).metrics
+                report.val = evaluate(val_set.records, predict_boxes(model, val_set, batch_size=options.batch_size)).metrics
                 score = report.val["acc@0.5"]
             else:
                 score = -train_means["loss"]  # no val split: the lowest training loss is best
