@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
-# The quickstart: set up, generate a small dataset with known answers, train
-# smgeo-nano on it for a few CPU minutes and evaluate. Until the bundled model
-# and real example area exist, this is the end-to-end check that the model,
-# training and evaluation work on this machine.
+# The quickstart: set up, then find a clicked building of a drone photo on a
+# real 0.5 m raster of Rotterdam with the bundled model, writing a GeoJSON and
+# a preview PNG; then all four example photos at once, scored against the
+# true boxes in examples/data/truth.csv (see examples/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-demo=runs/quickstart
-rm -rf "$demo"
-smgeo toy-data "$demo/data" --scenes 8 --splits train,test --query-size 256 --ref-size 512
-# A 256-pixel reference keeps this to a few minutes on a laptop CPU.
-smgeo train "$demo/data" --config smgeo-nano --ref-size 256 --out "$demo/run" \
-    --epochs 60 --max-steps 120 --batch-size 8 --lr 1e-3 --no-augment --workers 0
-echo "Pairs it trained on (memorised):"
-smgeo eval "$demo/data" --split train --weights "$demo/run/last"
-echo "Unseen pairs (16 training pairs teach little general matching: expect far lower scores):"
-smgeo eval "$demo/data" --split test --weights "$demo/run/last"
+out=runs/example
+mkdir -p "$out"
+smgeo locate examples/data/dark_roof_building.jpg --click 311.0,230.7 --ref examples/data/pan1.tif \
+    -o "$out/dark_roof_building.geojson" --preview "$out/dark_roof_building.png"
+echo "Wrote $out/dark_roof_building.geojson (open it in QGIS over examples/data/pan1.tif) and $out/dark_roof_building.png"
+python examples/score.py "$out/dark_roof_building.geojson"
+echo "All four example photos, with the matching method alongside:"
+smgeo batch examples/data --clicks examples/data/clicks.csv --ref examples/data/pan1.tif -o "$out/all.geojson" --quiet
+python examples/score.py "$out/all.geojson"
+smgeo batch examples/data --clicks examples/data/clicks.csv --ref examples/data/pan1.tif -o "$out/all_match.geojson" \
+    --method match --quiet
+python examples/score.py "$out/all_match.geojson"

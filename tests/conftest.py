@@ -36,10 +36,18 @@ def tiny_config(**changes) -> SMGeoConfig:
 
 @pytest.fixture(scope="session")
 def weights(tmp_path_factory):
-    """A weights folder of an untrained tiny SMGeo: for pipeline tests, where accuracy does not matter."""
+    """A weights folder of an untrained tiny SMGeo: for pipeline tests, where accuracy does not matter.
+
+    Its parameters are jittered away from the initialisation, whose near-flat
+    heatmap ranks hits by float rounding: tests comparing runs need clear ranks.
+    """
     torch.manual_seed(0)
+    model = SMGeo(tiny_config())
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
     folder = tmp_path_factory.mktemp("weights") / "tiny"
-    save_weights(SMGeo(tiny_config()), folder)
+    save_weights(model, folder)
     return folder
 
 

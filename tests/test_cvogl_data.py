@@ -84,13 +84,22 @@ def test_image_to_tensor_normalises_with_imagenet_statistics():
 
 
 @pytest.mark.parametrize("width,height", [(96, 96), (120, 80)])
-def test_augmented_box_stays_on_the_object(width, height):
+def test_augmented_box_and_point_map_stay_on_the_object(width, height):
     rng = np.random.default_rng(1)
     image = _grey_with_red_box(rng, width, height, BOX)
-    boxes = set()
+    # A dark 2x2 mark off the box: the returned map must carry its centre to where it went.
+    image[60:62, 10:12] = 0
+    boxes, greys = set(), 0
     for _ in range(40):
-        out, box = augment_reference(image, np.array(BOX), rng)
+        out, box, matrix = augment_reference(image, np.array(BOX), rng)
         assert out.shape == image.shape and out.dtype == np.uint8
+        mark = matrix @ np.array([11.0, 61.0, 1.0])
+        col, row = np.floor(mark[:2] / mark[2]).astype(int)
+        if 0 <= col < width and 0 <= row < height:  # a crop may cut it off
+            assert out[row, col].max() < 60  # the mark is under the mapped point
+        if (out[..., 0] == out[..., 1]).all():
+            greys += 1  # a grey reference: no red to look for
+            continue
         red = _red(out)
         # Inside the box (less a blur margin) everything is red; around it nothing is.
         x1, y1, x2, y2 = np.round(box).astype(int)
@@ -101,6 +110,7 @@ def test_augmented_box_stays_on_the_object(width, height):
         assert red[ring].mean() < 0.02
         boxes.add(tuple(np.round(box, 1)))
     assert len(boxes) > 10  # flips, turns and crops really happened
+    assert 0 < greys < 20
 
 
 def test_training_items_are_augmented_reproducibly_per_epoch(tmp_path):

@@ -6,7 +6,7 @@ import torch
 
 from conftest import tiny_config
 from smgeo_cli.train.loop import TrainOptions, lr_at
-from smgeo_cli.train.losses import focal_heatmap_loss, smgeo_loss
+from smgeo_cli.train.losses import correspondence_loss, focal_heatmap_loss, smgeo_loss
 from smgeo_cli.train.targets import center_targets
 
 
@@ -52,3 +52,33 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
     assert rates[0] < rates[5] < rates[9] == 1e-3
     assert all(a >= b for a, b in zip(rates[10:], rates[11:]))
     assert abs(lr_at(100, 100, 10, options) - 1e-5) < 1e-12
+
+
+def _shifted_features(shift_cells: int, dim: int = 16, cells: int = 8):
+    """Random reference features and a query that sees the same cells moved left by shift_cells."""
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.randn(1, dim, cells, cells, generator=generator)
+    query = torch.roll(reference, shifts=-shift_cells, dims=-1)
+    return query, reference
+
+
+def test_correspondence_loss_rewards_features_that_agree_where_the_homography_says():
+    stride, shift = 16, 2
+    query, reference = _shifted_features(shift)
+    # Reference pixel x lands at query pixel x - shift * stride.
+    true_map = torch.tensor([[[1.0, 0.0, -shift * stride], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+    wrong_map = torch.tensor([[[1.0, 0.0, 3.0 * stride], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+    right = correspondence_loss(query, reference, true_map, stride, temperature=0.1)
+    wrong = correspondence_loss(query, reference, wrong_map, stride, temperature=0.1)
+    assert right < 0.05 < wrong
+    # A pair without a homography gives no labels and no loss, but keeps its gradient path.
+    unknown = correspondence_loss(query.requires_grad_(), reference, torch.full((1, 3, 3), float("nan")), stride)
+    assert unknown == 0 and unknown.requires_grad
+
+
+def test_correspondence_loss_ignores_cells_that_map_outside_the_other_view():
+    stride = 16
+    query, reference = _shifted_features(0)
+    # Everything lands far outside: no labelled cell, so no loss however the features look.
+    away = torch.tensor([[[1.0, 0.0, 1000.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]])
+    assert correspondence_loss(query, reference, away, stride) == 0

@@ -11,7 +11,7 @@ from rasterio.transform import from_origin
 from raster_factory import write_geotiff
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset, load_records
 from smgeo_cli.data.drone import camera_homography, degrade
-from smgeo_cli.data.geometry import apply_homography
+from smgeo_cli.data.geometry import apply_homography, translation, warp_square
 from smgeo_cli.data.synth import CATEGORY_OBJECT, write_synth_dataset
 from smgeo_cli.data.transforms import read_rgb
 
@@ -121,6 +121,28 @@ def test_every_split_loads_and_boxes_cover_drawn_objects(scene, dataset):
             assert 0 <= record.click_xy[0] < QUERY and 0 <= record.click_xy[1] < QUERY
 
 
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def test_homographies_give_every_query_pixel_its_place_in_the_tile(dataset):
+    root, _ = dataset
+    # Other sizes than the files' and augmentation on: the labels must follow both.
+    loaded = CVOGLDataset(root, "train", query_size=48, ref_size=96, augment=True, seed=5)
+    for index in range(len(loaded)):
+        item = loaded[index]
+        homography = item["homography"].double().numpy()
+        reference = item["ref"].mean(dim=0).numpy()
+        query = item["query"].mean(dim=0).numpy()
+        warped = warp_square(reference, homography, 48, cv2.INTER_LINEAR)
+        to_cv = translation(-0.5, -0.5) @ homography @ translation(0.5, 0.5)
+        inside = cv2.warpPerspective(np.ones((96, 96), np.uint8), to_cv, (48, 48), flags=cv2.INTER_NEAREST) > 0
+        shifted = warp_square(reference, translation(12, 0) @ homography, 48, cv2.INTER_LINEAR)
+        assert inside.mean() > 0.02  # the photo may see much more ground than the tile holds
+        assert _ncc(warped[inside], query[inside]) > 0.5 > _ncc(shifted[inside], query[inside])
+
+
 def test_objects_sit_anywhere_in_their_tiles(dataset):
     root, _ = dataset
     centres = [
@@ -141,6 +163,15 @@ def test_splits_do_not_share_ground(dataset):
             for tx, ty in footprints["train"]:
                 assert abs(hx - tx) >= REF or abs(hy - ty) >= REF
     assert not set(footprints["val"]) & set(footprints["test"])
+
+
+def test_test_frac_one_writes_a_held_out_set_only(scene, tmp_path):
+    # Imagery kept out of training becomes a test set on its own.
+    _, _, _, raster = scene
+    summary = _synth([raster], tmp_path / "held_out", n=4, val_frac=0.0, test_frac=1.0)
+    assert summary.counts == {"train": 0, "val": 0, "test": 4}
+    assert len(load_records(tmp_path / "held_out", "test")) == 4
+    assert not list((tmp_path / "held_out").glob("*_train.pth"))
 
 
 def test_same_seed_same_pairs_other_seed_other_pairs(scene, dataset, tmp_path):

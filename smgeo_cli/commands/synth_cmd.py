@@ -1,4 +1,4 @@
-"""``smgeo synth``: synthetic drone/satellite training pairs from the user's own georeferenced rasters."""
+"""``smgeo synth``: training pairs from the user's own imagery: rendered from rasters, or mined from photos."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import typer
 
 from smgeo_cli.commands.options import QuietOption
 from smgeo_cli.commands.progress import progress_bar
+from smgeo_cli.data.mine import mine_photos, mine_reference
 from smgeo_cli.data.synth import DEFAULT_GSD_M, split_counts, write_synth_dataset
+from smgeo_cli.errors import UsageError
 
 
 def synth_command(
-    rasters: list[Path] = typer.Argument(..., help="Georeferenced rasters; several dates of one place are paired."),
+    rasters: list[Path] = typer.Argument(
+        ..., help="Georeferenced rasters; several dates of one place are paired. With --mine: drone photos."
+    ),
     out: Path = typer.Option(..., "--out", help="Folder to write the pairs to (CVOGL layout)."),
     n: int = typer.Option(..., "--n", min=1, help="Number of pairs, all splits together."),
     val_frac: float = typer.Option(0.1, "--val-frac", help="Fraction of pairs for validation (ground kept apart)."),
@@ -21,24 +25,49 @@ def synth_command(
     query_size: int = typer.Option(256, "--query-size", min=32, help="Drone view side, pixels."),
     ref_size: int = typer.Option(1024, "--ref-size", min=64, help="Reference tile side, pixels."),
     gsd: float = typer.Option(
-        None, "--gsd", help=f"Reference tile metres per pixel [default: {DEFAULT_GSD_M}, or the raster's if coarser]."
+        None, "--gsd", help=f"Reference tile metres per pixel (default {DEFAULT_GSD_M}, or the raster's if coarser)."
+    ),
+    mine: bool = typer.Option(
+        False, "--mine", help="Mine real pairs from overlapping photos (or photos and --ref) matched by homography."
+    ),
+    ref: Path = typer.Option(None, "--ref", help="With --mine: georeferenced raster the photos are matched against."),
+    photo_scale: float = typer.Option(
+        None, "--photo-scale", help="With --mine: photo pixels per tile pixel; objects are 20-300 tile px (default 1)."
     ),
     quiet: bool = QuietOption,
 ) -> None:
-    """Write training pairs: an object-like region in a reference tile and a rendered drone view of it."""
+    """Write training pairs: an object-like region in a reference tile and a drone view of it (rendered or mined)."""
+    if not mine and (ref is not None or photo_scale is not None):
+        raise UsageError("--ref and --photo-scale go with --mine")
+    if mine and ref is None and gsd is not None:
+        raise UsageError("--gsd sets the tile GSD of rasters; with --mine use --photo-scale, or --gsd with --ref")
+    photo_scale = 1.0 if photo_scale is None else photo_scale
     total = sum(split_counts(n, val_frac, test_frac).values())
     with progress_bar(quiet) as progress:
-        task = progress.add_task("synth", total=total, info="") if progress else None
+        task = progress.add_task("mine" if mine else "synth", total=total, info="") if progress else None
 
         def advance(split: str) -> None:
             if progress:
                 progress.update(task, advance=1, info=split)
 
-        summary = write_synth_dataset(
-            rasters, out, n, val_frac=val_frac, test_frac=test_frac, seed=seed,
-            query_size=query_size, ref_size=ref_size, gsd_m=gsd, on_pair=advance,
+        def matched(done: int, pairs: int) -> None:
+            if progress:
+                progress.update(task, info=f"matched {done}/{pairs} image pairs")
+
+        options = dict(
+            val_frac=val_frac, test_frac=test_frac, seed=seed, query_size=query_size, ref_size=ref_size, on_pair=advance
         )
+        if not mine:
+            summary = write_synth_dataset(rasters, out, n, gsd_m=gsd, **options)
+        elif ref is None:
+            summary = mine_photos(rasters, out, n, photo_scale=photo_scale, on_match=matched, **options)
+        else:
+            summary = mine_reference(
+                rasters, ref, out, n, gsd_m=gsd, photo_scale=photo_scale, on_match=matched, **options
+            )
     counts = ", ".join(f"{split}: {count} pairs" for split, count in summary.counts.items())
+    if mine:
+        counts += f"; {summary.tried} image pairs tried, {summary.weak} rejected (weak or no fit)"
     typer.echo(f"{counts}; {summary.fallbacks} random fallback boxes; written to {out}")
 
 

@@ -13,10 +13,17 @@ click_xy is (x, y) in query pixels, bbox_xyxy is x1, y1, x2, y2 in satellite
 pixels (pixel-edge convention, see ``transforms``). Annotation files are read
 with ``torch.load(weights_only=True)``: nothing but plain containers, numbers
 and strings is ever unpickled.
+
+Pairs whose geometry is known (``smgeo synth`` writes them) may carry a
+sidecar ``<Name>_<split>_homographies.json``: for each query file name, the
+3x3 homography from satellite-file pixels to query-file pixels, which gives
+every query pixel its place in the tile (dense correspondence labels).
+CVOGL itself has none; a pair without one simply gets no such labels.
 """
 
 from __future__ import annotations
 
+import json
 import numbers
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -35,11 +42,12 @@ from smgeo_cli.data.transforms import (
     resize_with_points,
 )
 from smgeo_cli.errors import InputFileError
-from smgeo_cli.io import replace_atomically
+from smgeo_cli.io import replace_atomically, write_text_atomic
 
 QUERY_DIR = "query"
 SATELLITE_DIR = "satellite"
 _LAYOUT = "CVOGL layout: <Name>_{split}.pth, query/, satellite/"
+HOMOGRAPHY_SUFFIX = "_homographies.json"
 
 
 @dataclass(frozen=True)
@@ -177,6 +185,39 @@ def write_records(
     return path
 
 
+def write_homographies(
+    root: str | PathLike[str], name: str, split: str, homographies: dict[str, np.ndarray]
+) -> Path:
+    """Write the sidecar of ``<name>_<split>.pth``: query file name -> 3x3 satellite-to-query homography."""
+    path = Path(root) / f"{name}_{split}{HOMOGRAPHY_SUFFIX}"
+    document = {
+        "maps": "satellite file pixels to query file pixels, pixel-edge convention",
+        "homographies": {query: np.asarray(h, dtype=float).round(10).tolist() for query, h in homographies.items()},
+    }
+    write_text_atomic(path, json.dumps(document))
+    return path
+
+
+def read_homographies(root: str | PathLike[str], split: str) -> dict[str, np.ndarray]:
+    """The split's sidecar homographies by query file name; empty when it has none.
+
+    InputFileError names the file when it is unreadable or a matrix is not 3x3 finite numbers.
+    """
+    annotation = find_annotation(root, split)
+    path = annotation.with_name(annotation.stem + HOMOGRAPHY_SUFFIX)
+    if not path.is_file():
+        return {}
+    try:
+        entries = json.loads(path.read_text())["homographies"]
+        matrices = {str(query): np.array(h, dtype=np.float64) for query, h in entries.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise InputFileError(f"{path}: not a readable homography file ({type(err).__name__}: {err})") from None
+    for query, matrix in matrices.items():
+        if matrix.shape != (3, 3) or not np.isfinite(matrix).all():
+            raise InputFileError(f"{path}: the homography for {query} is not a 3x3 matrix of finite numbers")
+    return matrices
+
+
 class CVOGLDataset(Dataset):
     """Pairs of a CVOGL split as model-ready tensors.
 
@@ -187,6 +228,8 @@ class CVOGLDataset(Dataset):
       - "box": (4,) float32, x1, y1, x2, y2 in R-sized pixels
       - "ref_scale": (2,) float32, (file width / R, file height / R): multiply
         R-sized x and y by it to get the satellite file's own pixels
+      - "homography": (3, 3) float32, R-sized reference pixels to Q-sized
+        query pixels (after augmentation); all NaN when the pair has none
       - "index": int, position in ``records``
 
     With augment=True the reference gets flips, quarter turns, a box-keeping
@@ -209,6 +252,7 @@ class CVOGLDataset(Dataset):
     ) -> None:
         self.root = Path(root)
         self.records = load_records(self.root, split)[:limit]
+        self.homographies = read_homographies(self.root, split)
         self.query_size = query_size
         self.ref_size = ref_size
         self.augment = augment
@@ -228,17 +272,27 @@ class CVOGLDataset(Dataset):
         click = np.array(record.click_xy)
         box = np.array(record.box_xyxy)
         ref_h, ref_w = ref.shape[:2]
+        query_h, query_w = query.shape[:2]
+        # Satellite-file to query-file pixels, then through augmentation and both resizes.
+        homography = self.homographies.get(record.query_name, np.full((3, 3), np.nan))
         if self.augment:
             rng = np.random.default_rng((self.seed, self.epoch, index))
-            ref, box = augment_reference(ref, box, rng)
+            ref, box, ref_map = augment_reference(ref, box, rng)
+            homography = homography @ np.linalg.inv(ref_map)
             query = augment_query_colour(query, rng)
         query, click = resize_with_points(query, self.query_size, click)
         ref, box = resize_with_points(ref, self.ref_size, box)
+        homography = (
+            np.diag([self.query_size / query_w, self.query_size / query_h, 1.0])
+            @ homography
+            @ np.diag([ref_w / self.ref_size, ref_h / self.ref_size, 1.0])
+        )
         return {
             "query": image_to_tensor(query),
             "click": torch.tensor(click, dtype=torch.float32),
             "ref": image_to_tensor(ref),
             "box": torch.tensor(box, dtype=torch.float32),
             "ref_scale": torch.tensor([ref_w / self.ref_size, ref_h / self.ref_size], dtype=torch.float32),
+            "homography": torch.tensor(homography, dtype=torch.float32),
             "index": index,
         }

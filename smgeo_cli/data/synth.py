@@ -36,7 +36,14 @@ from PIL import Image
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLRecord, satellite_name, write_records
+from smgeo_cli.data.cvogl import (
+    QUERY_DIR,
+    SATELLITE_DIR,
+    CVOGLRecord,
+    satellite_name,
+    write_homographies,
+    write_records,
+)
 from smgeo_cli.data.drone import degrade as degrade_view
 from smgeo_cli.data.drone import sample_view
 from smgeo_cli.data.geometry import apply_homography, interior_point, local_scale, tight_box, translation, warp_square
@@ -123,7 +130,7 @@ def group_by_ground(rasters: Sequence[ReferenceRaster]) -> list[list[ReferenceRa
     return [members for members, _ in groups]
 
 
-def _ground(rasters: list[ReferenceRaster], gsd_m: float | None) -> Ground:
+def ground_of(rasters: list[ReferenceRaster], gsd_m: float | None) -> Ground:
     for raster in rasters:
         if raster.transform.b != 0 or raster.transform.d != 0 or raster.transform.e >= 0:
             raise GeoreferenceError(
@@ -168,7 +175,7 @@ def _counts_metres(raster: ReferenceRaster) -> bool:
     return abs(abs(raster.transform.a) / raster.gsd_m[0] - 1.0) < 0.01
 
 
-def _tile_name(ground: Ground, transform: Affine, ref_size: int) -> str:
+def tile_name(ground: Ground, transform: Affine, ref_size: int) -> str:
     """CVOGL name of the tile with this transform (tile pixels -> CRS), in metres of a projected CRS."""
     crs = ground.rasters[0].crs
     x, y = transform @ (ref_size / 2, ref_size / 2)
@@ -181,7 +188,7 @@ def _tile_name(ground: Ground, transform: Affine, ref_size: int) -> str:
     return satellite_name(float(x), float(y), ref_size * ground.gsd_m, int(epsg))
 
 
-def _read_ground(
+def read_ground(
     raster: ReferenceRaster, transform: Affine, box: tuple[float, float, float, float], out_shape: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """RGB (H, W, 3) and valid mask of the box (x1, y1, x2, y2) in the pixels of transform, from raster."""
@@ -191,7 +198,7 @@ def _read_ground(
     return read_window(raster, Window(col0, row0, col1 - col0, row1 - row0), out_shape)
 
 
-def _snap(transform: Affine, raster: ReferenceRaster) -> Affine:
+def snap_transform(transform: Affine, raster: ReferenceRaster) -> Affine:
     """The tile transform moved (less than a pixel) so that its corner is a corner of a raster pixel.
 
     Whole-pixel windows read sharper and much faster than windows that GDAL
@@ -249,8 +256,8 @@ def _find_tile(
         offset = rng.integers(1, block_px - ref_size, size=2)
         left = block.left + offset[0] * ground.units_per_px[0]
         top = block.top - offset[1] * ground.units_per_px[1]
-        transform = _snap(Affine(ground.units_per_px[0], 0.0, left, 0.0, -ground.units_per_px[1], top), reference)
-        tile, valid = _read_ground(reference, transform, (0.0, 0.0, ref_size, ref_size), (ref_size, ref_size))
+        transform = snap_transform(Affine(ground.units_per_px[0], 0.0, left, 0.0, -ground.units_per_px[1], top), reference)
+        tile, valid = read_ground(reference, transform, (0.0, 0.0, ref_size, ref_size), (ref_size, ref_size))
         if valid.mean() < MIN_VALID:
             continue
         found = transform, tile
@@ -264,6 +271,21 @@ def _find_tile(
     if found is None:
         raise NoDataError(f"reference raster {reference.path} has no data around {block.left:.2f}, {block.top:.2f}")
     return found[0], found[1], None
+
+
+@dataclass(frozen=True)
+class TrainingPair:
+    """A rendered or mined pair: tile (R, R, 3) and query (Q, Q, 3) uint8; box (x1, y1, x2, y2) in tile
+    pixels; click (x, y) in query pixels; category; the tile's file name; homography (3, 3) from tile to
+    query pixels."""
+
+    tile: np.ndarray
+    query: np.ndarray
+    box: tuple[float, float, float, float]
+    click: tuple[float, float]
+    category: str
+    sat_name: str
+    homography: np.ndarray
 
 
 def _random_mask(rng: np.random.Generator, ref_size: int, gsd_m: float) -> np.ndarray:
@@ -286,8 +308,8 @@ def render_pair(
     ref_size: int,
     block_px: int,
     degrade: bool = True,
-) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float, float], tuple[float, float], str, str]:
-    """One pair: (tile (R, R, 3), query (Q, Q, 3), box in tile pixels, click in query pixels, category, tile name).
+) -> TrainingPair:
+    """One pair: a tile from reference and a drone view rendered from source.
 
     The tile comes from reference, the query from source (the same raster or
     another date of the same ground); the query sees only ground of the block.
@@ -313,14 +335,35 @@ def render_pair(
     x0, y0, x1, y1 = _whole_pixels(source, transform, (x0, y0, x1, y1))
     shrink = min(1.0, 2.0 * local_scale(homography, outline.mean(axis=0)))
     shape = (max(2, round((y1 - y0) * shrink)), max(2, round((x1 - x0) * shrink)))
-    context, _ = _read_ground(source, transform, (x0, y0, x1, y1), shape)
+    context, _ = read_ground(source, transform, (x0, y0, x1, y1), shape)
     context_to_tile = translation(x0, y0) @ np.diag([(x1 - x0) / shape[1], (y1 - y0) / shape[0], 1.0])
     query = warp_square(context, homography @ context_to_tile, query_size, cv2.INTER_LINEAR)
     if degrade:
         query = degrade_view(query, rng, pitch_deg)
     click = apply_homography(homography, interior_point(mask)[None])[0]
-    name = _tile_name(block.ground, transform, ref_size)
-    return tile, query, tight_box(mask), (float(click[0]), float(click[1])), category, name
+    name = tile_name(block.ground, transform, ref_size)
+    return TrainingPair(tile, query, tight_box(mask), (float(click[0]), float(click[1])), category, name, homography)
+
+
+def check_pair_options(n: int, val_frac: float, test_frac: float, gsd_m: float | None = None) -> None:
+    """UsageError unless n >= 1, the fractions are in [0, 1] summing to at most 1 and gsd_m (if given) > 0.
+
+    A sum of 1 leaves no training pairs: ``--test-frac 1`` writes a held-out
+    test set from imagery kept out of training.
+    """
+    if n < 1:
+        raise UsageError(f"--n must be at least 1, got {n}")
+    if not (0.0 <= val_frac <= 1.0 and 0.0 <= test_frac <= 1.0 and val_frac + test_frac <= 1.0):
+        raise UsageError(f"--val-frac {val_frac} and --test-frac {test_frac} must be in [0, 1] and sum to at most 1")
+    if gsd_m is not None and gsd_m <= 0:
+        raise UsageError(f"--gsd must be positive metres per pixel, got {gsd_m}")
+
+
+def save_pair(root: Path, index: int, query_name: str, pair: TrainingPair, category: str | None = None) -> CVOGLRecord:
+    """Write the pair's tile and query images under root (CVOGL layout); return its record."""
+    Image.fromarray(pair.tile).save(root / SATELLITE_DIR / pair.sat_name, quality=95)
+    Image.fromarray(pair.query).save(root / QUERY_DIR / query_name, quality=95)
+    return CVOGLRecord(index, query_name, pair.sat_name, pair.click, pair.box, category or pair.category)
 
 
 def split_counts(n: int, val_frac: float, test_frac: float) -> dict[str, int]:
@@ -378,12 +421,7 @@ def write_synth_dataset(
     extents wide. Output depends only on the inputs and seed. on_pair is called
     with the split name after each pair. Only splits with pairs get a file.
     """
-    if n < 1:
-        raise UsageError(f"--n must be at least 1, got {n}")
-    if not (0.0 <= val_frac < 1.0 and 0.0 <= test_frac < 1.0 and val_frac + test_frac < 1.0):
-        raise UsageError(f"--val-frac {val_frac} and --test-frac {test_frac} must be in [0, 1) and sum below 1")
-    if gsd_m is not None and gsd_m <= 0:
-        raise UsageError(f"--gsd must be positive metres per pixel, got {gsd_m}")
+    check_pair_options(n, val_frac, test_frac, gsd_m)
     if block_tiles < 1.0:
         raise UsageError(f"block_tiles must be at least 1, got {block_tiles}")
     counts = split_counts(n, val_frac, test_frac)
@@ -391,7 +429,7 @@ def write_synth_dataset(
     root = Path(out)
     with read_env(), ExitStack() as stack:
         opened = [stack.enter_context(open_reference(path)) for path in rasters]
-        grounds = [_ground(group, gsd_m) for group in group_by_ground(opened)]
+        grounds = [ground_of(group, gsd_m) for group in group_by_ground(opened)]
         # A grid square that two grounds of one CRS both hold is kept once, so it joins one split.
         cells = {}
         for ground in grounds:
@@ -405,7 +443,7 @@ def write_synth_dataset(
         fallbacks = 0
         tile_sources: dict[str, Path] = {}
         for split, split_blocks in dealt.items():
-            records = []
+            records, homographies = [], {}
             for index in range(counts[split]):
                 rng = np.random.default_rng((seed, zlib.crc32(split.encode()), index))
                 block = split_blocks[int(rng.integers(len(split_blocks)))]
@@ -414,18 +452,18 @@ def write_synth_dataset(
                 reference, source = dates[pick[0]], dates[pick[-1]]
                 # Dates of one place share tile names, so a name stays with the raster that drew it first.
                 while True:
-                    tile, query, box, click, category, sat_name = render_pair(
+                    pair = render_pair(
                         rng, block, reference, source,
                         query_size=query_size, ref_size=ref_size, block_px=block_px, degrade=degrade,
                     )
-                    if tile_sources.setdefault(sat_name, reference.path) == reference.path:
+                    if tile_sources.setdefault(pair.sat_name, reference.path) == reference.path:
                         break
-                fallbacks += category == CATEGORY_RANDOM
+                fallbacks += pair.category == CATEGORY_RANDOM
                 query_name = f"{name}_{split}_{index:06d}.jpg"
-                Image.fromarray(tile).save(root / SATELLITE_DIR / sat_name, quality=95)
-                Image.fromarray(query).save(root / QUERY_DIR / query_name, quality=95)
-                records.append(CVOGLRecord(index, query_name, sat_name, click, box, category))
+                records.append(save_pair(root, index, query_name, pair))
+                homographies[query_name] = pair.homography
                 if on_pair is not None:
                     on_pair(split)
             write_records(root, name, split, records)
+            write_homographies(root, name, split, homographies)
     return SynthSummary(counts, fallbacks)

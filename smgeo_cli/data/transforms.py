@@ -23,6 +23,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # ITU-R BT.601 luma weights: the grey level that saturation and contrast pivot on.
 _LUMA = np.array([0.299, 0.587, 0.114])
+# Share of training references turned grey, so single-band archives are not a surprise.
+GREY_REFERENCE_P = 0.15
 
 
 def read_rgb(path: str | PathLike[str]) -> np.ndarray:
@@ -112,23 +114,28 @@ def colour_jitter(
     return cv2.transform(image, affine)  # rounds and saturates to uint8
 
 
-def _hflip(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _map_box(box: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """The box (4,) through an axis-aligned 3x3 map (flip, quarter turn, scale, shift): the corners' extent."""
+    corners = np.array([[box[0], box[1], 1.0], [box[2], box[3], 1.0]]) @ matrix.T
+    return np.r_[corners[:, :2].min(axis=0), corners[:, :2].max(axis=0)]
+
+
+def _hflip(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror left-right: (x, y) goes to (W - x, y)."""
     width = image.shape[1]
-    x1, y1, x2, y2 = box
-    return image[:, ::-1], np.array([width - x2, y1, width - x1, y2])
+    return image[:, ::-1], np.array([[-1.0, 0.0, width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
 
 
-def _vflip(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _vflip(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror top-bottom: (x, y) goes to (x, H - y)."""
     height = image.shape[0]
-    x1, y1, x2, y2 = box
-    return image[::-1], np.array([x1, height - y2, x2, height - y1])
+    return image[::-1], np.array([[1.0, 0.0, 0.0], [0.0, -1.0, height], [0.0, 0.0, 1.0]])
 
 
-def _rot90(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _rot90(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A counter-clockwise quarter turn: the point (x, y) goes to (y, W - x)."""
     width = image.shape[1]
-    x1, y1, x2, y2 = box
-    return np.rot90(image), np.array([y1, width - x2, y2, width - x1])
+    return np.rot90(image), np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, width], [0.0, 0.0, 1.0]])
 
 
 def _crop_keeping_box(
@@ -138,7 +145,7 @@ def _crop_keeping_box(
 
     The window keeps the image's aspect ratio and a side of at least min_scale
     of the image (more if the box needs it); its corner is an integer pixel so
-    the box shifts exactly.
+    the box shifts exactly. Returns the image and the 3x3 map of its points.
     """
     height, width = image.shape[:2]
     # The box clipped to the image, widened to whole pixels.
@@ -150,33 +157,42 @@ def _crop_keeping_box(
     left = int(rng.integers(max(0, kx2 - crop_w), min(kx1, width - crop_w) + 1))
     top = int(rng.integers(max(0, ky2 - crop_h), min(ky1, height - crop_h) + 1))
     crop = image[top : top + crop_h, left : left + crop_w]
-    shifted = box - np.array([left, top, left, top])
-    return _resize(crop, width, height), _scale_xy(shifted, width / crop_w, height / crop_h)
+    sx, sy = width / crop_w, height / crop_h
+    return _resize(crop, width, height), np.array([[sx, 0.0, -left * sx], [0.0, sy, -top * sy], [0.0, 0.0, 1.0]])
 
 
 def augment_reference(
     image: np.ndarray, box: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Random geometric and photometric augmentation of a reference tile and its box.
 
     image: (H, W, 3) uint8. box: (4,) x1, y1, x2, y2 in the image's pixels.
     Horizontal and vertical flips, quarter turns (square images only, so the
     output keeps the input's shape; flips already give the half turn), a crop
-    that keeps the whole box resized back to (H, W), and colour jitter.
-    Returns the new image, same shape, and the box (4,) float64 in its pixels.
+    that keeps the whole box resized back to (H, W), colour jitter, and now
+    and then grey (panchromatic archives are common). Returns the new image,
+    same shape, the box (4,) float64 in its pixels and the (3, 3) map from
+    input to output pixels (for labels beyond the box, e.g. correspondences).
     """
-    box = np.asarray(box, dtype=np.float64)
+    matrix = np.eye(3)
+    steps = []
     if rng.random() < 0.5:
-        image, box = _hflip(image, box)
+        steps.append(_hflip)
     if rng.random() < 0.5:
-        image, box = _vflip(image, box)
+        steps.append(_vflip)
     if image.shape[0] == image.shape[1]:
-        for _ in range(int(rng.integers(4))):
-            image, box = _rot90(image, box)
+        steps += [_rot90] * int(rng.integers(4))
+    for step in steps:
+        image, step_matrix = step(image)
+        matrix = step_matrix @ matrix
+    box = _map_box(np.asarray(box, dtype=np.float64), matrix)
     if rng.random() < 0.5:
-        image, box = _crop_keeping_box(image, box, rng, min_scale=0.6)
+        image, crop_matrix = _crop_keeping_box(image, box, rng, min_scale=0.6)
+        matrix, box = crop_matrix @ matrix, _map_box(box, crop_matrix)
     image = colour_jitter(image, rng, brightness=0.25, contrast=0.25, saturation=0.3, hue_deg=15.0)
-    return image, box
+    if rng.random() < GREY_REFERENCE_P:
+        image = np.repeat(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    return image, box, matrix
 
 
 def augment_query_colour(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -105,7 +105,8 @@ def read_env() -> rasterio.Env:
 
     With it, the memory a tiled pass takes stays flat however large the raster.
     """
-    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB)
+    # rasterio hands an integer GDAL_CACHEMAX to GDALSetCacheMax64, which counts bytes, not megabytes.
+    return rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 1024 * 1024)
 
 
 def _check_georeference(path: Path, dataset: DatasetReader) -> None:

@@ -64,6 +64,9 @@ class SMGeoConfig:
     giou_weight: float = 2.0
     moe_balance_weight: float = 0.01
     moe_entropy_weight: float = 0.001
+    # Dense correspondence between the views' features, where a pair's homography is known.
+    correspondence_weight: float = 1.0
+    correspondence_temperature: float = 0.1
 
     def __post_init__(self) -> None:
         self.depths = tuple(self.depths)

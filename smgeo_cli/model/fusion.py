@@ -59,6 +59,10 @@ class QueryGuidedFusion(nn.Module):
     query-conditioned scale and shift (FiLM), as a say in which channels
     matter for this object.
 
+    The projections start as identities, so before training the similarity
+    is the plain cosine similarity of the features, the quantity the dense
+    correspondence loss trains.
+
     ``forward(reference, query_vector)``: (B, D, h, w), (B, D) -> (B, D, h, w).
     """
 
@@ -66,6 +70,11 @@ class QueryGuidedFusion(nn.Module):
         super().__init__()
         self.query_proj = nn.Linear(dim, dim)
         self.reference_proj = nn.Conv2d(dim, dim, 1)
+        with torch.no_grad():
+            self.query_proj.weight.copy_(torch.eye(dim))
+            self.reference_proj.weight.copy_(torch.eye(dim)[:, :, None, None])
+            self.query_proj.bias.zero_()
+            self.reference_proj.bias.zero_()
         # Similarities live in [-1, 1]; a learned temperature sharpens them.
         self.log_temperature = nn.Parameter(torch.tensor(2.3))
         self.film = nn.Linear(dim, 2 * dim)

@@ -49,10 +49,12 @@ def click_weights(click_xy: torch.Tensor, image_size: int, grid_size: int, sigma
 class ClickPooling(nn.Module):
     """Query vector from query features: what is at the click, plus the scene around it.
 
-    Three views of the query map are concatenated and mixed by an MLP: the
-    feature sampled exactly at the click, a Gaussian-weighted mean around the
-    click (the object's extent), and the global mean (context for matching
-    the surroundings).
+    The feature sampled exactly at the click, corrected by an MLP that mixes
+    three views of the query map: that feature, a Gaussian-weighted mean
+    around the click (the object's extent), and the global mean (context for
+    matching the surroundings). The correction starts at zero, so an
+    untrained pooling hands on the click's own feature: the one dense
+    correspondence training teaches to match its place in the reference.
 
     ``forward(features, click_xy, image_size)``: (B, D, h, w) and (B, 2) -> (B, D).
     """
@@ -61,6 +63,8 @@ class ClickPooling(nn.Module):
         super().__init__()
         self.sigma_cells = sigma_cells
         self.mix = nn.Sequential(nn.Linear(3 * dim, dim), nn.GELU(), nn.Linear(dim, dim))
+        nn.init.zeros_(self.mix[-1].weight)
+        nn.init.zeros_(self.mix[-1].bias)
 
     def forward(self, features: torch.Tensor, click_xy: torch.Tensor, image_size: int) -> torch.Tensor:
         grid = features.shape[-1]
@@ -70,4 +74,4 @@ class ClickPooling(nn.Module):
         weights = click_weights(click_xy, image_size, grid, self.sigma_cells).to(features.dtype)
         around_click = (features * weights).sum(dim=(2, 3))
         scene = features.mean(dim=(2, 3))
-        return self.mix(torch.cat([at_click, around_click, scene], dim=1))
+        return at_click + self.mix(torch.cat([at_click, around_click, scene], dim=1))

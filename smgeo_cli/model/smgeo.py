@@ -47,12 +47,16 @@ class SMGeo(nn.Module):
         """(B, 3, R, R) -> (B, D, R / stride, R / stride) query-independent features."""
         return self.neck(self.encoder(reference, "reference"), reference.shape[-1])
 
-    def encode_query(self, query: torch.Tensor, click_xy: torch.Tensor) -> torch.Tensor:
-        """(B, 3, Q, Q), (B, 2) -> (B, D) vector describing the clicked object."""
+    def encode_query_map(self, query: torch.Tensor, click_xy: torch.Tensor) -> torch.Tensor:
+        """(B, 3, Q, Q), (B, 2) -> (B, D, Q / stride, Q / stride) features of the clicked photo."""
         size = query.shape[-1]
         prompt = click_map(click_xy.to(query.dtype), query.shape[-2], size)
-        features = self.neck(self.encoder(torch.cat([query, prompt], dim=1), "query"), size)
-        return self.click_pooling(features, click_xy.to(features.dtype), size)
+        return self.neck(self.encoder(torch.cat([query, prompt], dim=1), "query"), size)
+
+    def encode_query(self, query: torch.Tensor, click_xy: torch.Tensor) -> torch.Tensor:
+        """(B, 3, Q, Q), (B, 2) -> (B, D) vector describing the clicked object."""
+        features = self.encode_query_map(query, click_xy)
+        return self.click_pooling(features, click_xy.to(features.dtype), query.shape[-1])
 
     def predict_maps(self, reference_features: torch.Tensor, query_vector: torch.Tensor) -> dict[str, torch.Tensor]:
         """Head maps for features from ``encode_reference`` and a query vector.
@@ -64,10 +68,16 @@ class SMGeo(nn.Module):
         return self.head(self.fusion(reference_features, query_vector))
 
     def forward(self, query: torch.Tensor, click_xy: torch.Tensor, reference: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Head maps (see :class:`CenterHead`) plus ``moe_balance`` and ``moe_entropy`` scalars."""
+        """Head maps (see :class:`CenterHead`), ``moe_balance`` and ``moe_entropy`` scalars, and the
+        features both views were matched with: ``query_features`` (B, D, Q / stride, Q / stride) and
+        ``reference_features`` (B, D, R / stride, R / stride), for correspondence supervision."""
         self.pop_aux_losses()  # drop leftovers of calls outside forward()
-        maps = self.predict_maps(self.encode_reference(reference), self.encode_query(query, click_xy))
+        reference_features = self.encode_reference(reference)
+        query_features = self.encode_query_map(query, click_xy)
+        query_vector = self.click_pooling(query_features, click_xy.to(query_features.dtype), query.shape[-1])
+        maps = self.predict_maps(reference_features, query_vector)
         maps.update(self.pop_aux_losses())
+        maps.update(query_features=query_features, reference_features=reference_features)
         return maps
 
     def pop_aux_losses(self) -> dict[str, torch.Tensor]:

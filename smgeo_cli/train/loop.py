@@ -240,7 +240,7 @@ def _train(config, data_root, out_dir, options, device, context, on_step, on_epo
             with _autocast(device, options.amp):
                 maps = net(query, click, reference)
             targets = center_targets(boxes, maps["heatmap"].shape[-1], config.fusion_stride)
-            terms = smgeo_loss(maps, targets, config)
+            terms = smgeo_loss(maps, targets, config, batch["homography"].to(device))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms["loss"]).backward()
             scaler.unscale_(optimizer)

@@ -1,4 +1,4 @@
-"""SMGeo's multi-task loss: focal heatmap, offset, box (L1 + GIoU) and MoE terms."""
+"""SMGeo's multi-task loss: focal heatmap, offset, box (L1 + GIoU), MoE and dense correspondence terms."""
 
 from __future__ import annotations
 
@@ -30,8 +30,86 @@ def focal_heatmap_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float 
     return (pos_loss.sum() + neg_loss.sum()) / positive.sum().clamp_min(1.0)
 
 
-def smgeo_loss(maps: dict[str, torch.Tensor], targets: CenterTargets, config: SMGeoConfig) -> dict[str, torch.Tensor]:
-    """Weighted total (``loss``) and each unweighted term, all scalars."""
+def _cell_centres(size: int, stride: int, device: torch.device) -> torch.Tensor:
+    """(n * n, 3) homogeneous (x, y, 1) pixel centres of the cells of a size x size image, row-major."""
+    centres = (torch.arange(size // stride, device=device, dtype=torch.float32) + 0.5) * stride
+    y, x = torch.meshgrid(centres, centres, indexing="ij")
+    return torch.stack([x.flatten(), y.flatten(), torch.ones_like(x.flatten())], dim=1)
+
+
+def _matching_loss(
+    source: torch.Tensor, target: torch.Tensor, source_to_target: torch.Tensor, stride: int, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy of each source cell picking its true target cell, and the number of labelled cells.
+
+    source (B, D, s, s) and target (B, D, t, t) are feature maps of images
+    s * stride and t * stride pixels wide; source_to_target (B, 3, 3) maps
+    source pixels to target pixels (NaN rows: no labels). A source cell is
+    labelled when its centre lands in front of the camera and inside the target.
+    """
+    batch, _, source_cells, _ = source.shape
+    target_cells = target.shape[-1]
+    centres = _cell_centres(source_cells * stride, stride, source.device)
+    mapped = torch.einsum("bij,nj->bni", source_to_target.float(), centres)  # (B, n, 3)
+    depth = mapped[..., 2]
+    xy = mapped[..., :2] / depth.where(depth.abs() > 1e-9, torch.ones_like(depth)).unsqueeze(-1)
+    col, row = (xy / stride).floor().unbind(-1)
+    valid = (depth > 0) & (col >= 0) & (col < target_cells) & (row >= 0) & (row < target_cells)
+    valid &= torch.isfinite(mapped).all(dim=-1)
+    labels = (row * target_cells + col).where(valid, torch.zeros_like(row)).long()
+    source_vectors = F.normalize(source.float().flatten(2), dim=1)  # (B, D, n)
+    target_vectors = F.normalize(target.float().flatten(2), dim=1)
+    logits = torch.einsum("bdn,bdm->bnm", source_vectors, target_vectors) / temperature
+    per_cell = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
+    return (per_cell * valid.reshape(-1)).sum(), valid.sum()
+
+
+def correspondence_loss(
+    query_features: torch.Tensor,
+    reference_features: torch.Tensor,
+    reference_to_query: torch.Tensor,
+    stride: int,
+    temperature: float = 0.1,
+) -> torch.Tensor:
+    """InfoNCE between the views' feature cells that see the same ground, both ways.
+
+    Args:
+        query_features: (B, D, q, q), cells of a query q * stride pixels wide.
+        reference_features: (B, D, r, r), cells of a reference r * stride pixels wide.
+        reference_to_query: (B, 3, 3) homography from reference to query pixels;
+            all-NaN for pairs without one.
+
+    Each cell whose centre the homography places inside the other view must
+    find its true cell there among all of that view's cells (cosine
+    similarity over temperature, softmax cross-entropy), as learned local
+    descriptors are trained: hundreds of labels a pair where the box gives
+    one. Mean over labelled cells; zero when no cell is labelled.
+    """
+    known = torch.isfinite(reference_to_query).all(dim=(1, 2))
+    if not known.any():
+        return query_features.sum() * 0.0  # keeps the graph whole for DDP
+    query_features, reference_features = query_features[known], reference_features[known]
+    reference_to_query = reference_to_query[known].float()
+    forward_sum, forward_count = _matching_loss(
+        query_features, reference_features, torch.linalg.inv(reference_to_query), stride, temperature
+    )
+    backward_sum, backward_count = _matching_loss(
+        reference_features, query_features, reference_to_query, stride, temperature
+    )
+    return (forward_sum + backward_sum) / (forward_count + backward_count).clamp_min(1)
+
+
+def smgeo_loss(
+    maps: dict[str, torch.Tensor],
+    targets: CenterTargets,
+    config: SMGeoConfig,
+    reference_to_query: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Weighted total (``loss``) and each unweighted term, all scalars.
+
+    reference_to_query (B, 3, 3), the pairs' homographies (NaN where unknown),
+    adds the ``correspondence`` term on the features ``SMGeo.forward`` returns.
+    """
     offset_pred = maps["offset"].float().flatten(2)
     flat_index = (targets.rows * maps["offset"].shape[-1] + targets.cols)[:, None, None].expand(-1, 2, 1)
     offset_at_centre = offset_pred.gather(2, flat_index).squeeze(2)  # (B, 2)
@@ -47,6 +125,11 @@ def smgeo_loss(maps: dict[str, torch.Tensor], targets: CenterTargets, config: SM
         "moe_balance": maps["moe_balance"],
         "moe_entropy": maps["moe_entropy"],
     }
+    if reference_to_query is not None:
+        terms["correspondence"] = correspondence_loss(
+            maps["query_features"], maps["reference_features"], reference_to_query,
+            config.fusion_stride, config.correspondence_temperature,
+        )
     weights = {
         "heatmap": config.heatmap_weight,
         "offset": config.offset_weight,
@@ -54,6 +137,7 @@ def smgeo_loss(maps: dict[str, torch.Tensor], targets: CenterTargets, config: SM
         "giou": config.giou_weight,
         "moe_balance": config.moe_balance_weight,
         "moe_entropy": config.moe_entropy_weight,
+        "correspondence": config.correspondence_weight,
     }
     terms["loss"] = sum(weights[name] * value for name, value in terms.items())
     return terms

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# How models/smgeo-nano-bundled was made: the exact commands, from the imagery
+# in ../shared/data (see MODEL_CARD.md for licences, steps, wall time and
+# scores). WORK holds the generated data and the run; it can be anywhere.
+#
+#   bash scripts/bundled/train.sh [WORK]          # default /tmp/bd
+#   MAX_STEPS=3000 bash scripts/bundled/train.sh  # a run of another length
+#
+# A stopped run continues with: smgeo train "$WORK/train1" ... --resume
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+. .venv/bin/activate
+SHARED=../shared/data
+WORK=${1:-/tmp/bd}
+MAX_STEPS=${MAX_STEPS:-2400}
+mkdir -p "$WORK"
+
+# Plain images get a nominal 0.7 m grid (the Dubai tiles carry no georeference).
+python scripts/bundled/place_pixels.py "$SHARED"/train-imagery/dubai_mbrsc/*.jpg --out "$WORK/dubai" --gsd 0.7 --epsg 32640
+# Autzen is a JPEG with its georeference in .aux.xml: a tiled GeoTIFF copy reads much faster.
+python -c "from rasterio.shutil import copy; copy('$SHARED/train-imagery/autzen/autzen.jpg', '$WORK/autzen.tif', driver='GTiff', tiled=True, compress='deflate')"
+
+# Training pairs: Dubai areas 1-6 and Autzen. Held out: Dubai areas 7-8, Zurich, Atlanta, Rotterdam
+# (the test set below), and the NAIP dates (a cross-season test set at 5 m).
+smgeo synth "$WORK"/dubai/dubai_tile[1-6]_*.tif "$WORK/autzen.tif" --out "$WORK/train1" --n 3000 \
+    --val-frac 0.05 --test-frac 0 --ref-size 256 --query-size 128 --seed 1 --quiet
+smgeo synth "$WORK"/dubai/dubai_tile[78]_*.tif "$SHARED/train-imagery/zurich/detectree_zurich_big_img.tif" \
+    "$SHARED/imagery/sample_geotiff.tif" "$SHARED/imagery/pan1.tif" --out "$WORK/heldout" --n 300 \
+    --val-frac 0 --test-frac 1 --ref-size 256 --query-size 128 --seed 7 --quiet
+smgeo synth "$SHARED"/imagery/naip_multidate/*.tif --out "$WORK/heldout_naip" --n 100 \
+    --val-frac 0 --test-frac 1 --ref-size 128 --query-size 128 --seed 7 --quiet
+
+# From scratch at a 256-pixel reference (128 m at 0.5 m): box, heatmap and dense correspondence losses.
+smgeo train "$WORK/train1" --config smgeo-nano --ref-size 256 --out "$WORK/run1" \
+    --epochs 100 --max-steps "$MAX_STEPS" --batch-size 12 --lr 1e-3 --warmup-epochs 0.5 --workers 1
+
+# Scores on imagery never trained on, next to the matcher's on the same pairs.
+for set in heldout heldout_naip; do
+    smgeo eval "$WORK/$set" --split test --weights "$WORK/run1/best"
+    smgeo eval "$WORK/$set" --split test --method match
+done

@@ -1,0 +1,504 @@
+"""Real training pairs mined from drone photos without annotation, in the CVOGL layout.
+
+Two images of the same ground related by the matcher's homography (RootSIFT,
+ratio test, MAGSAC, plausibility checks) give pairs for free: a reference
+tile is cut from one, an object-like region is found in it (``objects``),
+and the query is the view of the other around that object, with the click at
+the object's most interior point mapped through the homography. Only strong
+fits (at least ``MIN_INLIERS`` inliers, making up at least
+``MIN_INLIER_RATIO`` of the ratio-test matches) are kept. Real parallax, lighting and sensor differences are what synthetic
+warps lack; the homography of the flat ground is only approximate where the
+scene is not flat, as it is for any real pair.
+
+Two sources of pairs:
+
+- photos of one flight (``mine_photos``): every two photos of a split are
+  matched; a strong fit gives pairs both ways (tile from either photo).
+- photos and a georeferenced raster (``mine_reference``): each photo is
+  matched against the raster around its EXIF GPS position when it has one on
+  the raster (else the whole raster); tiles come from the raster and are
+  named like ``synth``'s (``EASTING_NORTHING_EXTENT_EPSG``).
+
+Everything is in "working pixels": photos shrunk by ``photo_scale`` (photo
+pixels per working pixel) and raster areas read at the tile GSD. Tiles from
+photos are named ``<photo stem>_<x>_<y>_<side>.jpg`` (top-left and side in
+working pixels); query files carry the name of the photo they were cut from.
+Objects are ``OBJECT_PX`` working pixels across, so choose ``photo_scale``
+to make the objects of interest that size.
+
+Splits are by photo: a photo and all pairs it takes part in belong to one
+split, so held-out pairs share no photo with training ones. In a flight,
+val and test take a run of consecutive photos (in the order given), since
+consecutive photos are the ones that overlap.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import cv2
+import numpy as np
+from rasterio.transform import Affine
+
+from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, write_homographies, write_records
+from smgeo_cli.data.geometry import apply_homography, interior_point, tight_box, translation
+from smgeo_cli.data.objects import find_objects
+from smgeo_cli.data.synth import (
+    CATEGORY_OBJECT,
+    CATEGORY_RANDOM,
+    MAX_OBJECT_FRACTION,
+    MIN_VALID,
+    SPLITS,
+    TILE_TRIES,
+    TrainingPair,
+    check_pair_options,
+    ground_of,
+    read_ground,
+    save_pair,
+    snap_transform,
+    split_counts,
+    tile_name,
+)
+from smgeo_cli.data.transforms import read_rgb
+from smgeo_cli.errors import GeoreferenceError, NoDataError, UsageError
+from smgeo_cli.geo.exif import read_photo_pose
+from smgeo_cli.geo.raster import ReferenceRaster, open_reference, read_env
+from smgeo_cli.geo.search_area import circle_window, full_window
+from smgeo_cli.matching import Features, MatchResult, describe, match_features
+from smgeo_cli.matching.features import resize_to
+from smgeo_cli.matching.matcher import window_corners
+
+# A fit is strong with at least this many inliers making up at least this share of the ratio-test matches.
+MIN_INLIERS = 30
+MIN_INLIER_RATIO = 0.5
+# Object sizes (longer box side) wanted in a tile, working pixels.
+OBJECT_PX = (20.0, 300.0)
+# The query shows the object and ground around it: its side is this many times the object's longer side.
+CONTEXT = (1.5, 4.0)
+# Longest side SIFT sees of a photo, and of a raster search area.
+MATCH_SIDE = 1024
+AREA_FEATURES = 8000
+# A raster search area wider than this many tile pixels is too slow to match.
+MAX_AREA_PX = 6000
+CATEGORY = "mined"
+
+
+@dataclass(frozen=True)
+class Link:
+    """Two images related by a strong fit: tiles are cut from source, queries from target.
+
+    source (H, W, 3) uint8 and source_valid (H, W) bool (False off the
+    raster; all True for a photo); target (H', W', 3) uint8; homography (3, 3)
+    maps source pixels to target pixels; tile_name(x, y) names the ref_size
+    tile whose top-left is source pixel (x, y); target_name is the stem of the
+    photo the queries come from.
+    """
+
+    source: np.ndarray
+    source_valid: np.ndarray
+    target: np.ndarray
+    homography: np.ndarray
+    tile_name: Callable[[int, int], str]
+    target_name: str
+    inliers: int
+
+
+@dataclass(frozen=True)
+class MineSummary:
+    """Pairs written per split; image pairs matched and rejected for a weak fit (or none); random
+    fallback boxes; the inlier counts of the strong fits."""
+
+    counts: dict[str, int]
+    tried: int
+    weak: int
+    fallbacks: int
+    inliers: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class _Photo:
+    path: Path
+    image: np.ndarray
+    features: Features
+
+
+def _load_photo(path: Path, photo_scale: float) -> _Photo:
+    """The photo shrunk by photo_scale (photo pixels per working pixel) and its features."""
+    image = read_rgb(path)
+    size = (max(1, round(image.shape[1] / photo_scale)), max(1, round(image.shape[0] / photo_scale)))
+    image = resize_to(image, size, cv2.INTER_AREA if photo_scale > 1 else cv2.INTER_LINEAR)
+    return _Photo(path, image, describe(image, max_side=MATCH_SIDE))
+
+
+def _strong_fit(query: Features, reference: Features, min_inliers: int) -> MatchResult | None:
+    """The matcher's homography (query pixels -> reference pixels) when the fit is strong, else None.
+
+    The whole query is the window and its centre the click, so the fit must
+    also pass ``plausible`` for the photo as a whole and the reference must
+    see the query's centre: the images overlap substantially.
+    """
+    width, height = query.image_size
+    result = match_features(query, reference, (width / 2, height / 2), (0.0, 0.0, width, height))
+    if result is None or result.inliers < min_inliers or result.inlier_ratio < MIN_INLIER_RATIO:
+        return None
+    return result
+
+
+def _visible(homography: np.ndarray, box: Sequence[float], size: tuple[int, int]) -> bool:
+    """Whether a box (x1, y1, x2, y2) maps through the homography wholly inside an image of size (width, height)."""
+    corners = apply_homography(homography, window_corners(box))
+    return bool(np.isfinite(corners).all() and (corners >= 0).all() and (corners <= size).all())
+
+
+def _place_tile(rng: np.random.Generator, link: Link, ref_size: int) -> tuple[int, int] | None:
+    """Top-left (x, y) of a tile of the source around a random point the target sees, or None if off the source."""
+    height, width = link.target.shape[:2]
+    seen = apply_homography(np.linalg.inv(link.homography), rng.uniform((0, 0), (width, height))[None])[0]
+    source_h, source_w = link.source.shape[:2]
+    if not (np.isfinite(seen).all() and 0 <= seen[0] < source_w and 0 <= seen[1] < source_h):
+        return None
+    x, y = np.floor(seen - rng.uniform(0.2, 0.8, size=2) * ref_size).astype(int)
+    return int(np.clip(x, 0, source_w - ref_size)), int(np.clip(y, 0, source_h - ref_size))
+
+
+def _object_px(ref_size: int) -> tuple[float, float]:
+    """Object sizes (longer box side, working pixels) wanted in a tile: OBJECT_PX within what the tile can show."""
+    return OBJECT_PX[0], max(OBJECT_PX[0], min(OBJECT_PX[1], MAX_OBJECT_FRACTION * ref_size))
+
+
+def _pick_object(
+    rng: np.random.Generator, link: Link, ref_size: int, to_target: Callable[[int, int], np.ndarray]
+) -> tuple[int, int, np.ndarray | None] | None:
+    """A tile position and the mask of an object in it that the target sees whole (None: no object found).
+
+    Tries TILE_TRIES positions; of the regions found, takes the one nearest a
+    log-uniform size draw, so sizes spread over ``OBJECT_PX``. Returns None
+    when no position holds a tile of valid data.
+    """
+    size_px = _object_px(ref_size)
+    target_px = math.exp(rng.uniform(math.log(size_px[0]), math.log(size_px[1])))
+    target_size = (link.target.shape[1], link.target.shape[0])
+    placed = None
+    for _ in range(TILE_TRIES):
+        corner = _place_tile(rng, link, ref_size)
+        if corner is None:
+            continue
+        x, y = corner
+        if link.source_valid[y : y + ref_size, x : x + ref_size].mean() < MIN_VALID:
+            continue
+        placed = placed or corner
+        # Sizes are in working pixels: at a GSD of 1, find_objects' metres are pixels.
+        tile = link.source[y : y + ref_size, x : x + ref_size]
+        regions = [r for r in find_objects(tile, 1.0, size_px) if _visible(to_target(x, y), r.box_xyxy, target_size)]
+        if regions:
+            sizes = np.array([max(r.box_xyxy[2] - r.box_xyxy[0], r.box_xyxy[3] - r.box_xyxy[1]) for r in regions])
+            return x, y, regions[int(np.argmin(np.abs(np.log(sizes / target_px))))].mask
+    return None if placed is None else (*placed, None)
+
+
+def _random_mask(
+    rng: np.random.Generator, ref_size: int, tile_to_target: np.ndarray, target_size: tuple[int, int]
+) -> np.ndarray | None:
+    """A rectangle of object-sized sides in the tile that the target sees whole, or None after a few draws."""
+    low, high = _object_px(ref_size)
+    for _ in range(TILE_TRIES):
+        width, height = np.exp(rng.uniform(math.log(low), math.log(high), size=2)).astype(int) + 1
+        x, y = rng.integers(0, ref_size - width + 1), rng.integers(0, ref_size - height + 1)
+        if _visible(tile_to_target, (x, y, x + width, y + height), target_size):
+            mask = np.zeros((ref_size, ref_size), dtype=bool)
+            mask[y : y + height, x : x + width] = True
+            return mask
+    return None
+
+
+def mine_pair(rng: np.random.Generator, link: Link, *, query_size: int, ref_size: int) -> TrainingPair | None:
+    """One pair from a link: a tile of the source, and the target's view around an object in it.
+
+    The query is a square crop of the target holding the object's whole box
+    (``CONTEXT`` times its size, the object anywhere in it) resized to
+    query_size, so the tile-to-query homography is the link's composed with
+    the tile's offset and the crop's shift and scale. None when the target
+    sees no part of the source that makes a tile.
+    """
+
+    def to_target(x: int, y: int) -> np.ndarray:
+        return link.homography @ translation(x, y)
+
+    target_h, target_w = link.target.shape[:2]
+    picked = _pick_object(rng, link, ref_size, to_target)
+    if picked is None:
+        return None
+    x, y, mask = picked
+    category = CATEGORY_OBJECT
+    if mask is None:
+        mask, category = _random_mask(rng, ref_size, to_target(x, y), (target_w, target_h)), CATEGORY_RANDOM
+        if mask is None:
+            return None
+    box = tight_box(mask)
+    seen = apply_homography(to_target(x, y), window_corners(box))
+    (left, top), (right, bottom) = seen.min(axis=0), seen.max(axis=0)
+    # At least the box's whole-pixel span, so that a crop position holding it exists.
+    span = max(math.ceil(right) - math.floor(left), math.ceil(bottom) - math.floor(top))
+    side = min(max(int(span * rng.uniform(*CONTEXT)), span), target_w, target_h)
+    # Any crop position that holds the whole box and stays on the target.
+    crop_x = int(rng.integers(max(0, math.ceil(right) - side), max(0, min(math.floor(left), target_w - side)) + 1))
+    crop_y = int(rng.integers(max(0, math.ceil(bottom) - side), max(0, min(math.floor(top), target_h - side)) + 1))
+    crop = link.target[crop_y : crop_y + side, crop_x : crop_x + side]
+    query = resize_to(crop, (query_size, query_size), cv2.INTER_AREA if side > query_size else cv2.INTER_LINEAR)
+    # cv2.resize scales pixel edges by the size ratio, so the crop maps to the query by a pure scale.
+    homography = np.diag([query_size / side, query_size / side, 1.0]) @ translation(-crop_x, -crop_y) @ to_target(x, y)
+    homography = homography / homography[2, 2]
+    click = apply_homography(homography, interior_point(mask)[None])[0]
+    tile = np.ascontiguousarray(link.source[y : y + ref_size, x : x + ref_size])
+    return TrainingPair(tile, query, box, (float(click[0]), float(click[1])), category, link.tile_name(x, y), homography)
+
+
+def deal_photos(n_photos: int, counts: dict[str, int], rng: np.random.Generator, min_run: int) -> list[str]:
+    """The split of each photo: val and test each take a run of consecutive photos, train the rest.
+
+    A split with pairs gets at least min_run photos (2 when pairs need two
+    photos of the split), and runs are in proportion to the split's pairs.
+    UsageError when there are too few photos.
+    """
+    total = sum(counts.values())
+    runs = {s: max(min_run, round(n_photos * counts[s] / total)) for s in ("val", "test") if counts[s]}
+    held_out = sum(runs.values())
+    if n_photos - held_out < (min_run if counts["train"] else 0):
+        raise UsageError(
+            f"{n_photos} photos are too few for {len(runs) + bool(counts['train'])} splits of at least {min_run} "
+            "photos each; give more photos or set --val-frac/--test-frac to 0"
+        )
+    splits = ["train"] * n_photos
+    start = int(rng.integers(0, n_photos - held_out + 1))
+    for split, run in runs.items():
+        splits[start : start + run] = [split] * run
+        start += run
+    return splits
+
+
+def _photo_link(source: _Photo, target: _Photo, homography: np.ndarray, ref_size: int, inliers: int) -> Link:
+    """Tiles from source, queries from target; homography maps source to target working pixels."""
+    return Link(
+        source.image,
+        np.ones(source.image.shape[:2], dtype=bool),
+        target.image,
+        homography / homography[2, 2],
+        lambda x, y: f"{source.path.stem}_{x}_{y}_{ref_size}.jpg",
+        target.path.stem,
+        inliers,
+    )
+
+
+def _write(
+    root: Path,
+    links: dict[str, list[Link]],
+    counts: dict[str, int],
+    *,
+    seed: int,
+    query_size: int,
+    ref_size: int,
+    name: str,
+    on_pair: Callable[[str], None] | None,
+) -> int:
+    """Write counts[split] pairs per split from its links; return how many boxes were random fallbacks."""
+    (root / QUERY_DIR).mkdir(parents=True, exist_ok=True)
+    (root / SATELLITE_DIR).mkdir(parents=True, exist_ok=True)
+    fallbacks = 0
+    for split in SPLITS:
+        if not counts[split]:
+            continue
+        records, homographies = [], {}
+        for index in range(counts[split]):
+            rng = np.random.default_rng((seed, zlib.crc32(split.encode()), index))
+            pair = None
+            for link in (links[split][i] for i in rng.permutation(len(links[split]))):
+                pair = mine_pair(rng, link, query_size=query_size, ref_size=ref_size)
+                if pair is not None:
+                    break
+            if pair is None:
+                raise NoDataError(
+                    f"no {split} image pair overlaps enough to cut a {ref_size} px tile; lower --ref-size"
+                )
+            fallbacks += pair.category == CATEGORY_RANDOM
+            query_name = f"{name}_{split}_{index:06d}_{link.target_name}.jpg"
+            category = CATEGORY if pair.category == CATEGORY_OBJECT else pair.category
+            records.append(save_pair(root, index, query_name, pair, category))
+            homographies[query_name] = pair.homography
+            if on_pair is not None:
+                on_pair(split)
+        write_records(root, name, split, records)
+        write_homographies(root, name, split, homographies)
+    return fallbacks
+
+
+def _check_options(
+    photos: Sequence[object], n: int, val_frac: float, test_frac: float, photo_scale: float, gsd_m: float | None = None
+) -> None:
+    check_pair_options(n, val_frac, test_frac, gsd_m)
+    if not photo_scale > 0:
+        raise UsageError(f"--photo-scale must be positive photo pixels per tile pixel, got {photo_scale}")
+    if not photos:
+        raise UsageError("--mine needs photos")
+
+
+def _no_fit(split: str, tried: int, hint: str) -> NoDataError:
+    return NoDataError(
+        f"none of the {tried} image pairs of the {split} split has a strong fit "
+        f"(>= {MIN_INLIERS} inliers, >= {MIN_INLIER_RATIO:.0%} of matches); {hint}"
+    )
+
+
+def mine_photos(
+    photos: Sequence[str | PathLike[str]],
+    out: str | PathLike[str],
+    n: int,
+    *,
+    val_frac: float = 0.1,
+    test_frac: float = 0.1,
+    seed: int = 0,
+    query_size: int = 256,
+    ref_size: int = 1024,
+    photo_scale: float = 1.0,
+    min_inliers: int = MIN_INLIERS,
+    name: str = "Mined",
+    on_match: Callable[[int, int], None] | None = None,
+    on_pair: Callable[[str], None] | None = None,
+) -> MineSummary:
+    """Write n pairs mined from overlapping photos of one flight in the CVOGL layout under out.
+
+    Every two photos of a split are matched (on_match(done, total) after
+    each); pairs are spread at random over the strong fits, both ways. Output
+    depends only on the inputs and seed.
+    """
+    _check_options(photos, n, val_frac, test_frac, photo_scale)
+    if len(photos) < 2:
+        raise UsageError(f"--mine needs at least 2 overlapping photos, got {len(photos)}")
+    counts = split_counts(n, val_frac, test_frac)
+    splits = deal_photos(len(photos), counts, np.random.default_rng((seed, 0)), min_run=2)
+    loaded = [_load_photo(Path(path), photo_scale) for path in photos]
+    for photo in loaded:
+        if min(photo.image.shape[:2]) < ref_size:
+            raise UsageError(
+                f"{photo.path} is {photo.image.shape[1]}x{photo.image.shape[0]} px at --photo-scale {photo_scale}, "
+                f"smaller than --ref-size {ref_size}; lower --ref-size or --photo-scale"
+            )
+    candidates = [(a, b) for a in range(len(loaded)) for b in range(a + 1, len(loaded)) if splits[a] == splits[b]]
+    links: dict[str, list[Link]] = {split: [] for split in SPLITS}
+    tried: dict[str, int] = {split: 0 for split in SPLITS}
+    for done, (a, b) in enumerate(candidates, 1):
+        first, second = loaded[a], loaded[b]
+        tried[splits[a]] += 1
+        fit = _strong_fit(second.features, first.features, min_inliers)
+        if fit is not None:
+            links[splits[a]].append(_photo_link(first, second, np.linalg.inv(fit.homography), ref_size, fit.inliers))
+            links[splits[a]].append(_photo_link(second, first, fit.homography, ref_size, fit.inliers))
+        if on_match is not None:
+            on_match(done, len(candidates))
+    for split in SPLITS:
+        if counts[split] and not links[split]:
+            raise _no_fit(
+                split, tried[split],
+                "give overlapping photos of one flight (consecutive shots), change --photo-scale, "
+                "or set --val-frac/--test-frac to 0",
+            )
+    fallbacks = _write(
+        Path(out), links, counts, seed=seed, query_size=query_size, ref_size=ref_size, name=name, on_pair=on_pair
+    )
+    inliers = tuple(link.inliers for split_links in links.values() for link in split_links[::2])
+    return MineSummary(counts, len(candidates), len(candidates) - len(inliers), fallbacks, inliers)
+
+
+def _search_area(
+    raster: ReferenceRaster, photo: _Photo, units_per_px: tuple[float, float], gsd_m: float
+) -> tuple[Affine, np.ndarray, np.ndarray]:
+    """The raster area to match a photo against at the tile GSD: its transform (area pixels -> CRS), RGB, valid mask.
+
+    Around the photo's EXIF GPS position when it lies on the raster (as far
+    as the photo's own footprint reaches at the tile GSD), else the whole raster.
+    """
+    window = full_window(raster)
+    pose = read_photo_pose(photo.path)
+    if pose is not None:
+        try:
+            window = circle_window(raster, pose.lon, pose.lat, max(photo.image.shape[:2]) * gsd_m)
+        except GeoreferenceError:
+            pass  # the GPS is a hint only: a position off the raster leaves the whole raster to search
+    left, top = raster.transform @ (window.col_off, window.row_off)
+    right, bottom = raster.transform @ (window.col_off + window.width, window.row_off + window.height)
+    width, height = math.ceil((right - left) / units_per_px[0]), math.ceil((top - bottom) / units_per_px[1])
+    if max(width, height) > MAX_AREA_PX:
+        raise UsageError(
+            f"{photo.path}: searching {width}x{height} tile pixels of {raster.path} is too slow; "
+            f"give photos with EXIF GPS, a smaller raster or a coarser --gsd"
+        )
+    transform = snap_transform(Affine(units_per_px[0], 0.0, left, 0.0, -units_per_px[1], top), raster)
+    rgb, valid = read_ground(raster, transform, (0.0, 0.0, width, height), (height, width))
+    return transform, rgb, valid
+
+
+def mine_reference(
+    photos: Sequence[str | PathLike[str]],
+    reference: str | PathLike[str],
+    out: str | PathLike[str],
+    n: int,
+    *,
+    val_frac: float = 0.1,
+    test_frac: float = 0.1,
+    seed: int = 0,
+    query_size: int = 256,
+    ref_size: int = 1024,
+    gsd_m: float | None = None,
+    photo_scale: float = 1.0,
+    min_inliers: int = MIN_INLIERS,
+    name: str = "Mined",
+    on_match: Callable[[int, int], None] | None = None,
+    on_pair: Callable[[str], None] | None = None,
+) -> MineSummary:
+    """Write n pairs mined from photos matched against a georeferenced raster, in the CVOGL layout under out.
+
+    Tiles are cut from the raster at gsd_m (as in ``synth``) and named by
+    their ground position; queries come from the photos, which should be
+    shrunk (photo_scale) to about the tile GSD for SIFT to match them.
+    on_match(done, total) is called after each photo is matched.
+    """
+    _check_options(photos, n, val_frac, test_frac, photo_scale, gsd_m)
+    counts = split_counts(n, val_frac, test_frac)
+    splits = deal_photos(len(photos), counts, np.random.default_rng((seed, 0)), min_run=1)
+    links: dict[str, list[Link]] = {split: [] for split in SPLITS}
+    with read_env(), open_reference(reference) as raster:
+        ground = ground_of([raster], gsd_m)
+        for done, path in enumerate(photos, 1):
+            photo = _load_photo(Path(path), photo_scale)
+            transform, area, valid = _search_area(raster, photo, ground.units_per_px, ground.gsd_m)
+            if min(area.shape[:2]) >= ref_size:
+                area_features = describe(area, valid=valid, nfeatures=AREA_FEATURES)
+                fit = _strong_fit(photo.features, area_features, min_inliers)
+                if fit is not None:
+                    to_photo = np.linalg.inv(fit.homography)
+                    to_photo /= to_photo[2, 2]
+
+                    def namer(x: int, y: int, transform: Affine = transform) -> str:
+                        return tile_name(ground, transform @ Affine.translation(x, y), ref_size)
+
+                    links[splits[done - 1]].append(
+                        Link(area, valid, photo.image, to_photo, namer, photo.path.stem, fit.inliers)
+                    )
+            if on_match is not None:
+                on_match(done, len(photos))
+    for split in SPLITS:
+        if counts[split] and not links[split]:
+            raise _no_fit(
+                split, splits.count(split),
+                f"check that {reference} covers the photos, set --photo-scale so photos are near --gsd, "
+                "or set --val-frac/--test-frac to 0",
+            )
+    fallbacks = _write(
+        Path(out), links, counts, seed=seed, query_size=query_size, ref_size=ref_size, name=name, on_pair=on_pair
+    )
+    inliers = tuple(link.inliers for split_links in links.values() for link in split_links)
+    return MineSummary(counts, len(photos), len(photos) - len(inliers), fallbacks, inliers)

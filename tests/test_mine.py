@@ -1,0 +1,164 @@
+"""Pairs mined from real overlapping drone photos: loadable, boxes in tiles, exact homographies, splits by photo."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from rasterio.transform import from_origin
+
+from conftest import run_cli
+from raster_factory import write_geotiff
+from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset, load_records, read_homographies
+from smgeo_cli.data.geometry import apply_homography, translation, warp_square
+from smgeo_cli.data.mine import CATEGORY, deal_photos, mine_photos, mine_reference
+from smgeo_cli.data.transforms import read_rgb
+from smgeo_cli.errors import UsageError
+
+DATA = Path(__file__).parent / "data" / "mine"
+# Three consecutive nadir photos of one flight line, 500 x 281 px.
+PHOTOS = sorted(DATA.glob("brighton_DJI_*_500px.jpg"))
+QUERY, REF = 64, 160
+OPTIONS = {"val_frac": 0.0, "test_frac": 0.0, "query_size": QUERY, "ref_size": REF}
+
+
+@pytest.fixture(scope="module")
+def mined(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mined")
+    return root, mine_photos(PHOTOS, root, 8, seed=3, **OPTIONS)
+
+
+def test_mined_pairs_load_and_boxes_lie_in_their_tiles(mined):
+    root, summary = mined
+    assert summary.counts["train"] == 8 and summary.tried == 3
+    assert summary.weak == 3 - len(summary.inliers) and min(summary.inliers) >= 30
+    records = load_records(root, "train")
+    assert len(records) == 8
+    assert sum(r.category == CATEGORY for r in records) >= 6
+    loaded = CVOGLDataset(root, "train", QUERY, REF)
+    assert loaded[0]["ref"].shape == (3, REF, REF) and np.isfinite(loaded[0]["homography"].numpy()).all()
+    for record in records:
+        assert read_rgb(root / SATELLITE_DIR / record.sat_name).shape == (REF, REF, 3)
+        x1, y1, x2, y2 = record.box_xyxy
+        assert 0 <= x1 < x2 <= REF and 0 <= y1 < y2 <= REF
+        # The query comes from another photo than the tile.
+        assert record.sat_name.split("_500px")[0] not in record.query_name
+
+
+def test_click_maps_back_into_the_box(mined):
+    root, _ = mined
+    homographies = read_homographies(root, "train")
+    for record in load_records(root, "train"):
+        assert 0 <= record.click_xy[0] < QUERY and 0 <= record.click_xy[1] < QUERY
+        x, y = apply_homography(np.linalg.inv(homographies[record.query_name]), np.array([record.click_xy]))[0]
+        x1, y1, x2, y2 = record.box_xyxy
+        assert x1 <= x <= x2 and y1 <= y <= y2
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+
+def _alignment(tile: np.ndarray, query: np.ndarray, homography: np.ndarray) -> float:
+    """NCC of the query with the tile warped into it, over the query pixels the tile covers (grey, lightly blurred)."""
+    tile, query = (cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) for image in (tile, query))
+    grey = [cv2.GaussianBlur(image, (0, 0), 1.0) for image in (tile, query)]
+    warped = warp_square(grey[0], homography, QUERY, cv2.INTER_LINEAR)
+    to_cv = translation(-0.5, -0.5) @ homography @ translation(0.5, 0.5)
+    inside = cv2.warpPerspective(np.ones((REF, REF), np.uint8), to_cv, (QUERY, QUERY), flags=cv2.INTER_NEAREST) > 0
+    return _ncc(warped[inside], grey[1][inside])
+
+
+def test_homography_aligns_tile_with_query(mined):
+    """Warped through its homography the tile looks like the query; moved 4 tile pixels, much less so."""
+    root, _ = mined
+    homographies = read_homographies(root, "train")
+    for record in load_records(root, "train"):
+        tile = read_rgb(root / SATELLITE_DIR / record.sat_name)
+        query = read_rgb(root / QUERY_DIR / record.query_name)
+        homography = homographies[record.query_name]
+        aligned = _alignment(tile, query, homography)
+        shifted = _alignment(tile, query, homography @ translation(4.0, 4.0))
+        assert aligned > 0.9 and shifted < aligned - 0.05, (record, aligned, shifted)
+
+
+def _read_dataset(root: Path) -> tuple[list, dict, dict]:
+    images = {p.relative_to(root): p.read_bytes() for p in root.rglob("*.jpg")}
+    homographies = {k: v.tolist() for k, v in read_homographies(root, "train").items()}
+    return load_records(root, "train"), homographies, images
+
+
+def test_same_seed_same_pairs(mined, tmp_path):
+    root, _ = mined
+    mine_photos(PHOTOS, tmp_path / "again", 8, seed=3, **OPTIONS)
+    mine_photos(PHOTOS, tmp_path / "other", 8, seed=4, **OPTIONS)
+    assert _read_dataset(tmp_path / "again") == _read_dataset(root)
+    assert _read_dataset(tmp_path / "other")[0] != _read_dataset(root)[0]
+
+
+def test_splits_take_runs_of_consecutive_photos():
+    rng = np.random.default_rng(0)
+    splits = deal_photos(18, {"train": 80, "val": 10, "test": 10}, rng, min_run=2)
+    assert splits.count("val") == 2 and splits.count("test") == 2
+    for split in ("val", "test"):
+        first = splits.index(split)
+        assert splits[first : first + 2] == [split, split]
+    with pytest.raises(UsageError, match="too few"):
+        deal_photos(3, {"train": 8, "val": 1, "test": 1}, rng, min_run=2)
+
+
+def test_reference_raster_mode_names_tiles_by_ground_and_splits_by_photo(tmp_path):
+    """The middle photo as a 0.1 m orthophoto; the other two are matched against it, one photo per split."""
+    middle = read_rgb(PHOTOS[1])
+    origin = (500_000.0, 4_983_000.0)
+    raster = write_geotiff(tmp_path / "ortho.tif", np.moveaxis(middle, -1, 0), transform=from_origin(*origin, 0.1, 0.1))
+    photos = [PHOTOS[0], PHOTOS[2]]
+    summary = mine_reference(
+        photos, raster, tmp_path / "out", 4, val_frac=0.5, test_frac=0.0, query_size=QUERY, ref_size=REF, gsd_m=0.1
+    )
+    assert summary.counts == {"train": 2, "val": 2, "test": 0} and summary.weak == 0
+    seen = {}
+    for split in ("train", "val"):
+        for record in load_records(tmp_path / "out", split):
+            seen.setdefault(split, set()).add(record.query_name.split("_", 3)[3])
+            easting, northing, extent, epsg = map(float, record.sat_name.removesuffix(".jpg").split("_"))
+            assert (extent, epsg) == (REF * 0.1, 32633)
+            # The name's centre puts the tile on the raster where its pixels came from.
+            col, row = round((easting - origin[0]) / 0.1 - REF / 2), round((origin[1] - northing) / 0.1 - REF / 2)
+            tile = read_rgb(tmp_path / "out" / SATELLITE_DIR / record.sat_name).astype(int)
+            assert np.abs(tile - middle[row : row + REF, col : col + REF]).mean() < 6
+    assert len(seen["train"]) == len(seen["val"]) == 1 and not seen["train"] & seen["val"]
+
+
+def test_cli_mines_pairs_and_reports_fits(tmp_path, monkeypatch, capsys):
+    code, out, _ = run_cli(
+        monkeypatch, capsys, "synth", "--mine", *PHOTOS[:2], "--out", tmp_path / "out", "--n", "2",
+        "--val-frac", "0", "--test-frac", "0", "--ref-size", str(REF), "--query-size", str(QUERY), "-q",
+    )
+    assert code == 0
+    assert "train: 2 pairs" in out and "1 image pairs tried, 0 rejected" in out
+    assert len(load_records(tmp_path / "out", "train")) == 2
+
+
+def test_photos_that_do_not_overlap_fail_with_one_line(tmp_path, monkeypatch, capsys):
+    photo = read_rgb(PHOTOS[0])
+    left, right = tmp_path / "left.jpg", tmp_path / "right.jpg"
+    cv2.imwrite(str(left), cv2.cvtColor(photo[:, :160], cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(right), cv2.cvtColor(photo[:, -160:], cv2.COLOR_RGB2BGR))
+    code, _, err = run_cli(
+        monkeypatch, capsys, "synth", "--mine", left, right, "--out", tmp_path / "out", "--n", "2",
+        "--val-frac", "0", "--test-frac", "0", "--ref-size", "128", "--query-size", "32", "-q",
+    )
+    assert code == 6
+    assert len(err.strip().splitlines()) == 1 and "strong fit" in err and "overlapping photos" in err
+
+
+def test_one_photo_or_an_unreadable_one_is_a_usage_or_input_error(tmp_path, monkeypatch, capsys):
+    args = ["--out", tmp_path / "out", "--n", "2", "--val-frac", "0", "--test-frac", "0", "-q"]
+    code, _, err = run_cli(monkeypatch, capsys, "synth", "--mine", PHOTOS[0], *args)
+    assert code == 2 and "at least 2" in err
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    code, _, err = run_cli(monkeypatch, capsys, "synth", "--mine", PHOTOS[0], broken, *args)
+    assert code == 3 and "broken.jpg" in err and len(err.strip().splitlines()) == 1
