@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-ruff check smgeo_cli tests benchmarks
+ruff check smgeo_cli tests benchmarks examples scripts
 python -m pytest -q "$@"

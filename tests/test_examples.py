@@ -9,6 +9,9 @@ are pure geometry plus one image check that the homography matches the pixels.
 from __future__ import annotations
 
 import csv
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -118,3 +121,21 @@ def test_photo_pixels_agree_with_the_reference_through_the_homography(reference,
     right = correlation(homography)
     shifted = max(correlation(homography @ translation(dx, dy)) for dx, dy in ((20, 0), (0, 20), (-20, 0), (0, -20)))
     assert right > 0.4 and right > shifted + 0.2, (right, shifted)
+
+
+def test_score_script_counts_a_true_box_as_found_and_a_shifted_one_as_missed(tmp_path):
+    first, second = TRUTH[0], TRUTH[1]
+    shifted = [v + 200.0 for v in _pixel_box(second)]
+    features = [
+        {"type": "Feature", "geometry": None,
+         "properties": {"query": row["image"], "rank": 1, "score": 0.9, "bbox_px": list(box)}}
+        for row, box in ((first, _pixel_box(first)), (second, shifted))
+    ]  # fmt: skip
+    answers = tmp_path / "hits.geojson"
+    answers.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    script = EXAMPLE.parent / "score.py"
+    printed = subprocess.run([sys.executable, script, answers], capture_output=True, text=True, check=True).stdout
+    lines = {line.split()[0]: line for line in printed.splitlines() if line.endswith(")")}
+    assert "IoU 1.00  found" in lines[first["image"]]
+    assert "IoU 0.00  missed" in lines[second["image"]]
+    assert "no hit for" in printed

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 . .venv/bin/activate
 SHARED=../shared/data
 WORK=${1:-/tmp/bd}
-MAX_STEPS=${MAX_STEPS:-2400}
+MAX_STEPS=${MAX_STEPS:-6000}
 mkdir -p "$WORK"
 
 # Plain images get a nominal 0.7 m grid (the Dubai tiles carry no georeference).
@@ -29,13 +29,18 @@ smgeo synth "$WORK"/dubai/dubai_tile[78]_*.tif "$SHARED/train-imagery/zurich/det
     --val-frac 0 --test-frac 1 --ref-size 256 --query-size 128 --seed 7 --quiet
 smgeo synth "$SHARED"/imagery/naip_multidate/*.tif --out "$WORK/heldout_naip" --n 100 \
     --val-frac 0 --test-frac 1 --ref-size 128 --query-size 128 --seed 7 --quiet
+# Real photo-to-photo pairs mined from the Brighton Beach flight (never trained on).
+smgeo synth --mine "$SHARED"/train-imagery/brighton_beach_drone_nadir/*.JPG --out "$WORK/mined" --n 100 \
+    --val-frac 0 --test-frac 1 --photo-scale 4 --ref-size 256 --query-size 128 --seed 3 --quiet
 
 # From scratch at a 256-pixel reference (128 m at 0.5 m): box, heatmap and dense correspondence losses.
 smgeo train "$WORK/train1" --config smgeo-nano --ref-size 256 --out "$WORK/run1" \
     --epochs 100 --max-steps "$MAX_STEPS" --batch-size 12 --lr 1e-3 --warmup-epochs 0.5 --workers 1
 
+# The bundled folder: the run's last weights in fp16 (the val split, a few Dubai blocks, is too small to pick by).
+python scripts/bundled/export.py "$WORK/run1/last" models/smgeo-nano-bundled
+
 # Scores on imagery never trained on, next to the matcher's on the same pairs.
-for set in heldout heldout_naip; do
-    smgeo eval "$WORK/$set" --split test --weights "$WORK/run1/best"
-    smgeo eval "$WORK/$set" --split test --method match
+for set in heldout heldout_naip mined; do
+    python benchmarks/match_vs_model.py "$WORK/$set" --split test --weights models/smgeo-nano-bundled
 done
