@@ -9,10 +9,10 @@ bash scripts/setup.sh
 . .venv/bin/activate
 out=runs/example
 mkdir -p "$out"
-smgeo locate examples/data/dark_roof_building.jpg --click 311.0,230.7 --ref examples/data/pan1.tif \
-    -o "$out/dark_roof_building.geojson" --preview "$out/dark_roof_building.png"
-echo "Wrote $out/dark_roof_building.geojson (open it in QGIS over examples/data/pan1.tif) and $out/dark_roof_building.png"
-python examples/score.py "$out/dark_roof_building.geojson"
+smgeo locate examples/data/white_roof_building.jpg --click 317.5,300.1 --ref examples/data/pan1.tif \
+    -o "$out/white_roof_building.geojson" --preview "$out/white_roof_building.png"
+echo "Wrote $out/white_roof_building.geojson (open it in QGIS over examples/data/pan1.tif) and $out/white_roof_building.png"
+python examples/score.py "$out/white_roof_building.geojson"
 echo "All four example photos, with the matching method alongside:"
 smgeo batch examples/data --clicks examples/data/clicks.csv --ref examples/data/pan1.tif -o "$out/all.geojson" --quiet
 python examples/score.py "$out/all.geojson"

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from rasterio.windows import Window
 
+from conftest import run_cli
 from smgeo_cli.batch import build_queries
 from smgeo_cli.data.geometry import apply_homography, translation, warp_square
 from smgeo_cli.data.transforms import read_rgb
@@ -138,4 +139,19 @@ def test_score_script_counts_a_true_box_as_found_and_a_shifted_one_as_missed(tmp
     lines = {line.split()[0]: line for line in printed.splitlines() if line.endswith(")")}
     assert "IoU 1.00  found" in lines[first["image"]]
     assert "IoU 0.00  missed" in lines[second["image"]]
-    assert "no hit for" in printed
+    assert printed.splitlines()[-1] == f"2 of the {len(TRUTH)} example photos have a hit here; 1 found (IoU > 0.5)"
+
+
+def test_locate_without_weights_uses_the_bundled_model_and_lands_on_the_white_roof(monkeypatch, capsys):
+    # The bundled model's best example (see examples/README.md): its hit centre is on the clicked building.
+    row = next(r for r in TRUTH if r["image"] == "white_roof_building.jpg")
+    code, stdout, _ = run_cli(
+        monkeypatch, capsys, "locate", EXAMPLE / row["image"], "--click", f"{row['click_x']},{row['click_y']}",
+        "--ref", REFERENCE, "--json", "-q",
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["model"] == "smgeo-nano-bundled"
+    x1, y1, x2, y2 = summary["hits"][0]["bbox_px"]
+    tx1, ty1, tx2, ty2 = _pixel_box(row)
+    assert tx1 < (x1 + x2) / 2 < tx2 and ty1 < (y1 + y2) / 2 < ty2
