@@ -8,9 +8,9 @@ the 2k one, which should stay at or below 1.2. Both rasters are generated in a
 temporary folder as tiled, deflate-compressed RGB GeoTIFFs (UTM, 0.5 m pixels,
 smooth ground with buildings-like blocks) written strip by strip, so the
 generator needs little memory either. The model is an untrained SMGeo from a
-config (default ``smgeo-nano``: 512 px tiles at 1 m, so 9 tiles for 2k and
-484 for 16k): its accuracy does not matter here, only its memory. The time per
-run is printed too. About a minute and a half on 2 idle CPU cores.
+config (default ``smgeo-nano``: 512 px tiles at 0.5 m, so 36 tiles for 2k and
+1849 for 16k): its accuracy does not matter here, only its memory. The time per
+run is printed too. About three minutes on 2 idle CPU cores.
 
     python benchmarks/locate_memory.py [--config smgeo-nano] [--gsd M] [--sizes 2048 16384]
 """
