@@ -6,9 +6,10 @@ tile is cut from one, an object-like region is found in it (``objects``),
 and the query is the view of the other around that object, with the click at
 the object's most interior point mapped through the homography. Only strong
 fits (at least ``MIN_INLIERS`` inliers, making up at least
-``MIN_INLIER_RATIO`` of the ratio-test matches) are kept. Real parallax, lighting and sensor differences are what synthetic
-warps lack; the homography of the flat ground is only approximate where the
-scene is not flat, as it is for any real pair.
+``MIN_INLIER_RATIO`` of the ratio-test matches) are kept. Real parallax,
+lighting and sensor differences are what synthetic warps lack; the
+homography of the flat ground is only approximate where the scene is not
+flat, as it is for any real pair.
 
 Two sources of pairs:
 
@@ -255,7 +256,8 @@ def mine_pair(rng: np.random.Generator, link: Link, *, query_size: int, ref_size
     homography = homography / homography[2, 2]
     click = apply_homography(homography, interior_point(mask)[None])[0]
     tile = np.ascontiguousarray(link.source[y : y + ref_size, x : x + ref_size])
-    return TrainingPair(tile, query, box, (float(click[0]), float(click[1])), category, link.tile_name(x, y), homography)
+    click_xy = (float(click[0]), float(click[1]))
+    return TrainingPair(tile, query, box, click_xy, category, link.tile_name(x, y), homography)
 
 
 def deal_photos(n_photos: int, counts: dict[str, int], rng: np.random.Generator, min_run: int) -> list[str]:

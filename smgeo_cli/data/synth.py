@@ -131,6 +131,10 @@ def group_by_ground(rasters: Sequence[ReferenceRaster]) -> list[list[ReferenceRa
 
 
 def ground_of(rasters: list[ReferenceRaster], gsd_m: float | None) -> Ground:
+    """The Ground of rasters of one place: tiles at gsd_m (default 0.5 m, or the coarsest raster's) over their overlap.
+
+    GeoreferenceError for a rotated or south-up raster.
+    """
     for raster in rasters:
         if raster.transform.b != 0 or raster.transform.d != 0 or raster.transform.e >= 0:
             raise GeoreferenceError(
@@ -252,11 +256,12 @@ def _find_tile(
     found = None
     searched = 0
     for _ in range(4 * TILE_TRIES):
-        # One pixel of slack on each side lets _snap move the tile without leaving the block.
+        # One pixel of slack on each side lets snap_transform move the tile without leaving the block.
         offset = rng.integers(1, block_px - ref_size, size=2)
         left = block.left + offset[0] * ground.units_per_px[0]
         top = block.top - offset[1] * ground.units_per_px[1]
-        transform = snap_transform(Affine(ground.units_per_px[0], 0.0, left, 0.0, -ground.units_per_px[1], top), reference)
+        unsnapped = Affine(ground.units_per_px[0], 0.0, left, 0.0, -ground.units_per_px[1], top)
+        transform = snap_transform(unsnapped, reference)
         tile, valid = read_ground(reference, transform, (0.0, 0.0, ref_size, ref_size), (ref_size, ref_size))
         if valid.mean() < MIN_VALID:
             continue

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from smgeo_cli.data.geometry import apply_homography
 from smgeo_cli.errors import InputFileError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -116,8 +117,8 @@ def colour_jitter(
 
 def _map_box(box: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """The box (4,) through an axis-aligned 3x3 map (flip, quarter turn, scale, shift): the corners' extent."""
-    corners = np.array([[box[0], box[1], 1.0], [box[2], box[3], 1.0]]) @ matrix.T
-    return np.r_[corners[:, :2].min(axis=0), corners[:, :2].max(axis=0)]
+    corners = apply_homography(matrix, np.reshape(box, (2, 2)))
+    return np.r_[corners.min(axis=0), corners.max(axis=0)]
 
 
 def _hflip(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -30,9 +30,9 @@ def focal_heatmap_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float 
     return (pos_loss.sum() + neg_loss.sum()) / positive.sum().clamp_min(1.0)
 
 
-def _cell_centres(size: int, stride: int, device: torch.device) -> torch.Tensor:
-    """(n * n, 3) homogeneous (x, y, 1) pixel centres of the cells of a size x size image, row-major."""
-    centres = (torch.arange(size // stride, device=device, dtype=torch.float32) + 0.5) * stride
+def _cell_centres(cells: int, stride: int, device: torch.device) -> torch.Tensor:
+    """(cells * cells, 3) homogeneous (x, y, 1) pixel centres of a square grid of stride-wide cells, row-major."""
+    centres = (torch.arange(cells, device=device, dtype=torch.float32) + 0.5) * stride
     y, x = torch.meshgrid(centres, centres, indexing="ij")
     return torch.stack([x.flatten(), y.flatten(), torch.ones_like(x.flatten())], dim=1)
 
@@ -47,9 +47,8 @@ def _matching_loss(
     source pixels to target pixels (NaN rows: no labels). A source cell is
     labelled when its centre lands in front of the camera and inside the target.
     """
-    batch, _, source_cells, _ = source.shape
     target_cells = target.shape[-1]
-    centres = _cell_centres(source_cells * stride, stride, source.device)
+    centres = _cell_centres(source.shape[-1], stride, source.device)
     mapped = torch.einsum("bij,nj->bni", source_to_target.float(), centres)  # (B, n, 3)
     depth = mapped[..., 2]
     xy = mapped[..., :2] / depth.where(depth.abs() > 1e-9, torch.ones_like(depth)).unsqueeze(-1)
