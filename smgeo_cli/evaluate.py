@@ -7,7 +7,7 @@ results table can hold the model and the matcher side by side.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +114,16 @@ def evaluate(records: Sequence[CVOGLRecord], predictions: BoxPredictions) -> Eva
         for r, box, score, iou in zip(records, predictions.boxes, predictions.scores, ious)
     ]
     return EvalResult(metrics=metrics, predictions=rows)
+
+
+def evaluate_model(model: SMGeo, datasets: Sequence[CVOGLDataset], batch_size: int = 8) -> EvalResult:
+    """SMGeo's CVOGL metrics pooled over several datasets (e.g. the val splits of several roots)."""
+    records: list[CVOGLRecord] = []
+    parts: list[BoxPredictions] = []
+    for dataset in datasets:
+        predictions = predict_boxes(model, dataset, batch_size=batch_size)
+        predictions.indexes = predictions.indexes + len(records)
+        parts.append(predictions)
+        records += dataset.records
+    pooled = BoxPredictions(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(BoxPredictions)))
+    return evaluate(records, pooled)

@@ -46,6 +46,34 @@ def test_total_loss_weights_every_term_from_the_config():
     assert all(terms[name] > 0 for name in ("heatmap", "offset", "box_l1", "giou"))
 
 
+def test_random_fallback_boxes_train_the_centre_but_not_the_box_size():
+    config = tiny_config()
+    grid = config.ref_size // config.fusion_stride
+    maps = {
+        "heatmap": torch.zeros(2, 1, grid, grid),
+        "offset": torch.full((2, 2, grid, grid), 0.5),
+        "log_size": torch.zeros(2, 2, grid, grid),
+        "moe_balance": torch.tensor(0.0),
+        "moe_entropy": torch.tensor(0.0),
+    }
+    object_box = [10.0, 10.0, 50.0, 40.0]
+    has_extent = torch.tensor([True, False])
+    # Only the random box's size differs (same centre): the box terms must not see it.
+    small, large = (
+        smgeo_loss(maps, center_targets(torch.tensor([object_box, box]), grid, config.fusion_stride), config,
+                   box_has_extent=has_extent)
+        for box in ([80.0, 80.0, 96.0, 96.0], [40.0, 40.0, 136.0, 136.0])
+    )
+    alone = smgeo_loss(maps, center_targets(torch.tensor([object_box]), grid, config.fusion_stride), config)
+    for name in ("box_l1", "giou"):
+        torch.testing.assert_close(small[name], alone[name])
+        torch.testing.assert_close(large[name], alone[name])
+    assert small["heatmap"] != large["heatmap"]  # the centre's Gaussian still trains on it
+    none = smgeo_loss(maps, center_targets(torch.tensor([object_box] * 2), grid, config.fusion_stride), config,
+                      box_has_extent=torch.tensor([False, False]))
+    assert none["giou"] == 0 and none["box_l1"] == 0
+
+
 def test_learning_rate_warms_up_then_decays_to_the_floor():
     options = TrainOptions(lr=1e-3, min_lr=1e-5)
     rates = [lr_at(step, 100, 10, options) for step in range(100)]

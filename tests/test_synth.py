@@ -109,9 +109,11 @@ def test_every_split_loads_and_boxes_cover_drawn_objects(scene, dataset):
         assert len(loaded) == count
         item = loaded[0]
         assert item["query"].shape == (3, QUERY, QUERY) and item["ref"].shape == (3, REF, REF)
-        for record in loaded.records:
+        for index, record in enumerate(loaded.records):
             x1, y1, x2, y2 = record.box_xyxy
             assert 0 <= x1 < x2 <= REF and 0 <= y1 < y2 <= REF
+            # Training learns box sizes from found objects only, not from random fallbacks.
+            assert loaded[index]["box_has_extent"] == (record.category == CATEGORY_OBJECT)
             if record.category != CATEGORY_OBJECT:
                 continue
             drawn = _matched_rectangle(record, rectangles)

@@ -53,7 +53,7 @@ def overfit_run(toy_root, tmp_path_factory):
     torch.manual_seed(0)
     reports = train(
         config,
-        toy_root,
+        [toy_root],
         out,
         TrainOptions(epochs=1000, max_steps=OVERFIT_STEPS, batch_size=8, lr=1e-3, min_lr=1e-4, augment=False, num_workers=0),
     )
@@ -205,3 +205,18 @@ def test_init_weights_start_a_run_at_another_reference_size(toy_root, tiny_confi
         "train", str(toy_root), "--config", "smgeo-nano", "--init-weights", str(small / "last"), "--out", str(tmp_path / "x")
     )
     assert other_widths.returncode == 5 and "do not fit" in other_widths.stderr
+
+
+def test_several_roots_train_together_and_validate_pooled(toy_root, tiny_config_file, tmp_path):
+    other = tmp_path / "other"
+    write_toy_dataset(other, n_scenes=4, splits=["train", "val"], query_size=FILE_QUERY, ref_size=FILE_REF, seed=5)
+    out = tmp_path / "run"
+    result = run_smgeo(
+        "train", str(toy_root), str(other), "--config", str(tiny_config_file), "--out", str(out),
+        "--epochs", "1", "--batch-size", "4", "--workers", "0", "-q",
+    )
+    assert result.returncode == 0, result.stderr
+    (report,) = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    train_pairs = len(load_records(toy_root, "train")) + len(load_records(other, "train"))
+    assert report["step"] == train_pairs // 4
+    assert report["val"]["n"] == len(load_records(other, "val"))

@@ -1,4 +1,4 @@
-"""``smgeo train``: train SMGeo on a CVOGL-format dataset."""
+"""``smgeo train``: train SMGeo on one or more CVOGL-format datasets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from smgeo_cli.commands.options import BatchSizeOption, DataRootArgument, DeviceOption, LimitOption, QuietOption
+from smgeo_cli.commands.options import BatchSizeOption, DeviceOption, LimitOption, QuietOption
 from smgeo_cli.commands.progress import progress_bar, stderr_console
 from smgeo_cli.errors import UsageError
 from smgeo_cli.model.config import resolve_config
@@ -14,7 +14,10 @@ from smgeo_cli.train.loop import EpochReport, StepReport, TrainOptions, train
 
 
 def train_command(
-    data_root: Path = DataRootArgument,
+    data_roots: list[Path] = typer.Argument(
+        ...,
+        help="Dataset roots in CVOGL layout (<Name>_<split>.pth, query/, satellite/); several train together.",
+    ),
     config: str = typer.Option("smgeo-nano", "--config", help="Model config: a name under models/ or a config.json path."),
     out: Path = typer.Option(..., "--out", help="Run folder: last/, best/ and history.jsonl are written there."),
     ref_size: int = typer.Option(None, "--ref-size", help="Override the config's reference input size (train small first)."),
@@ -82,7 +85,7 @@ def train_command(
             if not quiet:
                 stderr_console.print(_epoch_line(report))
 
-        train(model_config, data_root, out, options, on_step=on_step, on_epoch=on_epoch)
+        train(model_config, data_roots, out, options, on_step=on_step, on_epoch=on_epoch)
     if not quiet:
         stderr_console.print(f"weights: {out / 'best'} (best), {out / 'last'} (last)")
 

@@ -48,6 +48,9 @@ QUERY_DIR = "query"
 SATELLITE_DIR = "satellite"
 _LAYOUT = "CVOGL layout: <Name>_{split}.pth, query/, satellite/"
 HOMOGRAPHY_SUFFIX = "_homographies.json"
+# Category of a box placed at random where no object was found (``smgeo synth``
+# fallback): its centre is real ground to find, but its extent outlines nothing.
+CATEGORY_RANDOM = "random"
 
 
 @dataclass(frozen=True)
@@ -230,6 +233,8 @@ class CVOGLDataset(Dataset):
         R-sized x and y by it to get the satellite file's own pixels
       - "homography": (3, 3) float32, R-sized reference pixels to Q-sized
         query pixels (after augmentation); all NaN when the pair has none
+      - "box_has_extent": bool, False for CATEGORY_RANDOM boxes, whose size
+        and shape carry no information to learn
       - "index": int, position in ``records``
 
     With augment=True the reference gets flips, quarter turns, a box-keeping
@@ -294,5 +299,6 @@ class CVOGLDataset(Dataset):
             "box": torch.tensor(box, dtype=torch.float32),
             "ref_scale": torch.tensor([ref_w / self.ref_size, ref_h / self.ref_size], dtype=torch.float32),
             "homography": torch.tensor(homography, dtype=torch.float32),
+            "box_has_extent": record.category != CATEGORY_RANDOM,
             "index": index,
         }

@@ -46,12 +46,11 @@ import cv2
 import numpy as np
 from rasterio.transform import Affine
 
-from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, write_homographies, write_records
+from smgeo_cli.data.cvogl import CATEGORY_RANDOM, QUERY_DIR, SATELLITE_DIR, write_homographies, write_records
 from smgeo_cli.data.geometry import apply_homography, interior_point, tight_box, translation
 from smgeo_cli.data.objects import find_objects
 from smgeo_cli.data.synth import (
     CATEGORY_OBJECT,
-    CATEGORY_RANDOM,
     MAX_OBJECT_FRACTION,
     MIN_VALID,
     SPLITS,

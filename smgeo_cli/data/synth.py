@@ -37,6 +37,7 @@ from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from smgeo_cli.data.cvogl import (
+    CATEGORY_RANDOM,
     QUERY_DIR,
     SATELLITE_DIR,
     CVOGLRecord,
@@ -64,7 +65,6 @@ TILE_TRIES = 6
 # Fraction of a tile that must hold data.
 MIN_VALID = 0.98
 CATEGORY_OBJECT = "object"
-CATEGORY_RANDOM = "random"
 
 
 @dataclass(frozen=True)

@@ -15,18 +15,18 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler, RandomSampler
 
 from smgeo_cli.data.cvogl import CVOGLDataset, find_annotation
 from smgeo_cli.device import resolve_device, set_cpu_threads
 from smgeo_cli.errors import InputFileError, UsageError, WeightsError
-from smgeo_cli.evaluate import evaluate, predict_boxes
+from smgeo_cli.evaluate import evaluate_model
 from smgeo_cli.io import replace_atomically
 from smgeo_cli.model.config import SMGeoConfig
 from smgeo_cli.model.encoder import read_backbone_weights
@@ -144,18 +144,20 @@ def _has_split(root: Path, split: str) -> bool:
 
 def train(
     config: SMGeoConfig,
-    data_root: Path,
+    data_roots: Sequence[Path],
     out_dir: Path,
     options: TrainOptions,
     on_step: Callable[[StepReport], None] | None = None,
     on_epoch: Callable[[EpochReport], None] | None = None,
 ) -> list[EpochReport]:
-    """Train SMGeo on ``data_root``'s train split, validating on its val split when there is one.
+    """Train SMGeo on the train splits of ``data_roots`` together, validating on their val splits pooled.
 
-    Under torchrun every rank calls this; rank 0 alone writes files and calls
-    the callbacks. Returns the epoch reports (rank 0; empty elsewhere).
+    Several roots let one run learn from, say, CVOGL and the user's own
+    ``smgeo synth`` pairs. Under torchrun every rank calls this; rank 0 alone
+    writes files and calls the callbacks. Returns the epoch reports (rank 0;
+    empty elsewhere).
     """
-    data_root, out_dir = Path(data_root), Path(out_dir)
+    data_roots, out_dir = [Path(root) for root in data_roots], Path(out_dir)
     device = resolve_device(options.device)
     context = dist_utils.init_distributed(device.type)
     if device.type == "cuda" and context.enabled:
@@ -165,12 +167,12 @@ def train(
     torch.manual_seed(options.seed + context.rank)
 
     try:
-        return _train(config, data_root, out_dir, options, device, context, on_step, on_epoch)
+        return _train(config, data_roots, out_dir, options, device, context, on_step, on_epoch)
     finally:
         dist_utils.shutdown(context)
 
 
-def _train(config, data_root, out_dir, options, device, context, on_step, on_epoch) -> list[EpochReport]:
+def _train(config, data_roots, out_dir, options, device, context, on_step, on_epoch) -> list[EpochReport]:
     last_dir, best_dir = out_dir / "last", out_dir / "best"
     if options.resume:
         if not (last_dir / TRAIN_STATE_FILE).exists():
@@ -184,14 +186,16 @@ def _train(config, data_root, out_dir, options, device, context, on_step, on_epo
         initial_weights(model, options)
         model.to(device).train()
 
-    train_set = CVOGLDataset(
-        data_root, "train", config.query_size, config.ref_size, augment=options.augment, limit=options.limit, seed=options.seed
-    )
-    val_set = (
-        CVOGLDataset(data_root, "val", config.query_size, config.ref_size, limit=options.limit)
-        if _has_split(data_root, "val")
-        else None
-    )
+    train_parts = [
+        CVOGLDataset(root, "train", config.query_size, config.ref_size, augment=options.augment, limit=options.limit, seed=options.seed)
+        for root in data_roots
+    ]
+    train_set = ConcatDataset(train_parts)
+    val_sets = [
+        CVOGLDataset(root, "val", config.query_size, config.ref_size, limit=options.limit)
+        for root in data_roots
+        if _has_split(root, "val")
+    ]
     if context.enabled:
         sampler = DistributedSampler(train_set, num_replicas=context.world_size, rank=context.rank, seed=options.seed)
     else:
@@ -226,7 +230,8 @@ def _train(config, data_root, out_dir, options, device, context, on_step, on_epo
     while epoch < options.epochs and step < total_steps:
         if context.enabled:
             sampler.set_epoch(epoch)
-        train_set.set_epoch(epoch)
+        for part in train_parts:
+            part.set_epoch(epoch)
         epoch_start = time.perf_counter()
         sums: dict[str, float] = {}
         samples = 0
@@ -240,7 +245,7 @@ def _train(config, data_root, out_dir, options, device, context, on_step, on_epo
             with _autocast(device, options.amp):
                 maps = net(query, click, reference)
             targets = center_targets(boxes, maps["heatmap"].shape[-1], config.fusion_stride)
-            terms = smgeo_loss(maps, targets, config, batch["homography"].to(device))
+            terms = smgeo_loss(maps, targets, config, batch["homography"].to(device), batch["box_has_extent"].to(device))
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms["loss"]).backward()
             scaler.unscale_(optimizer)
@@ -266,8 +271,8 @@ def _train(config, data_root, out_dir, options, device, context, on_step, on_epo
         }
         if context.is_main:
             report = EpochReport(epoch, step, train_means, None, seconds, samples / max(seconds, 1e-9))
-            if val_set is not None:
-                report.val = evaluate(val_set.records, predict_boxes(model, val_set, batch_size=options.batch_size)).metrics
+            if val_sets:
+                report.val = evaluate_model(model, val_sets, batch_size=options.batch_size).metrics
                 score = report.val["acc@0.5"]
             else:
                 score = -train_means["loss"]  # no val split: the lowest training loss is best

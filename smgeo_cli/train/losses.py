@@ -98,16 +98,26 @@ def correspondence_loss(
     return (forward_sum + backward_sum) / (forward_count + backward_count).clamp_min(1)
 
 
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of values (B,) where mask (B,) is set; zero, with the graph kept, where none is."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
 def smgeo_loss(
     maps: dict[str, torch.Tensor],
     targets: CenterTargets,
     config: SMGeoConfig,
     reference_to_query: torch.Tensor | None = None,
+    box_has_extent: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Weighted total (``loss``) and each unweighted term, all scalars.
 
     reference_to_query (B, 3, 3), the pairs' homographies (NaN where unknown),
     adds the ``correspondence`` term on the features ``SMGeo.forward`` returns.
+    box_has_extent (B,) bool, False for boxes placed at random (synth's
+    fallback), keeps those out of the box-size terms (L1, GIoU): their
+    centres are real ground to find, their sizes are noise to the head.
     """
     offset_pred = maps["offset"].float().flatten(2)
     flat_index = (targets.rows * maps["offset"].shape[-1] + targets.cols)[:, None, None].expand(-1, 2, 1)
@@ -116,11 +126,14 @@ def smgeo_loss(
     pred_boxes = boxes_at_cells(
         maps["offset"].float(), maps["log_size"].float(), targets.rows[:, None], targets.cols[:, None], config.fusion_stride
     ).squeeze(1)
+    if box_has_extent is None:
+        box_has_extent = torch.ones(len(pred_boxes), dtype=torch.bool, device=pred_boxes.device)
+    box_l1 = F.l1_loss(pred_boxes / config.ref_size, targets.boxes / config.ref_size, reduction="none").mean(dim=1)
     terms = {
         "heatmap": focal_heatmap_loss(maps["heatmap"], targets.heatmap),
         "offset": F.l1_loss(offset_at_centre, targets.offset),
-        "box_l1": F.l1_loss(pred_boxes / config.ref_size, targets.boxes / config.ref_size),
-        "giou": generalized_box_iou_loss(pred_boxes, targets.boxes, reduction="mean"),
+        "box_l1": _masked_mean(box_l1, box_has_extent),
+        "giou": _masked_mean(generalized_box_iou_loss(pred_boxes, targets.boxes, reduction="none"), box_has_extent),
         "moe_balance": maps["moe_balance"],
         "moe_entropy": maps["moe_entropy"],
     }
