@@ -29,16 +29,22 @@ def test_focal_loss_prefers_the_right_peak_and_forgives_near_misses():
     assert losses[0] < losses[1] < losses[2]
 
 
-def test_total_loss_weights_every_term_from_the_config():
-    config = tiny_config()
+def _flat_maps(config, moe_balance: float = 0.0, moe_entropy: float = 0.0) -> tuple[dict, int]:
+    """Head outputs for a batch of 2 that predict the same box everywhere, and the grid size."""
     grid = config.ref_size // config.fusion_stride
     maps = {
         "heatmap": torch.zeros(2, 1, grid, grid),
         "offset": torch.full((2, 2, grid, grid), 0.5),
         "log_size": torch.zeros(2, 2, grid, grid),
-        "moe_balance": torch.tensor(1.5),
-        "moe_entropy": torch.tensor(0.7),
+        "moe_balance": torch.tensor(moe_balance),
+        "moe_entropy": torch.tensor(moe_entropy),
     }
+    return maps, grid
+
+
+def test_total_loss_weights_every_term_from_the_config():
+    config = tiny_config()
+    maps, grid = _flat_maps(config, moe_balance=1.5, moe_entropy=0.7)
     targets = center_targets(torch.tensor([[10.0, 10.0, 50.0, 40.0], [60.0, 70.0, 120.0, 127.0]]), grid, config.fusion_stride)
     terms = smgeo_loss(maps, targets, config)
     doubled = smgeo_loss(maps, targets, config.replace(moe_balance_weight=2 * config.moe_balance_weight))
@@ -48,14 +54,7 @@ def test_total_loss_weights_every_term_from_the_config():
 
 def test_random_fallback_boxes_train_the_centre_but_not_the_box_size():
     config = tiny_config()
-    grid = config.ref_size // config.fusion_stride
-    maps = {
-        "heatmap": torch.zeros(2, 1, grid, grid),
-        "offset": torch.full((2, 2, grid, grid), 0.5),
-        "log_size": torch.zeros(2, 2, grid, grid),
-        "moe_balance": torch.tensor(0.0),
-        "moe_entropy": torch.tensor(0.0),
-    }
+    maps, grid = _flat_maps(config)
     object_box = [10.0, 10.0, 50.0, 40.0]
     has_extent = torch.tensor([True, False])
     # Only the random box's size differs (same centre): the box terms must not see it.
