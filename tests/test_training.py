@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import run_cli, tiny_config
+from smgeo_cli.commands import train_cmd
 from smgeo_cli.data.cvogl import CVOGLDataset, load_records
 from smgeo_cli.data.toy import write_toy_dataset
 from smgeo_cli.evaluate import evaluate, predict_boxes
@@ -220,3 +221,16 @@ def test_several_roots_train_together_and_validate_pooled(toy_root, tiny_config_
     train_pairs = len(load_records(toy_root, "train")) + len(load_records(other, "train"))
     assert report["step"] == train_pairs // 4
     assert report["val"]["n"] == len(load_records(other, "val"))
+
+
+def test_without_a_terminal_training_logs_plain_step_lines(toy_root, tiny_config_file, tmp_path, monkeypatch, capsys):
+    # Under nohup or into a log file there is no progress bar; step lines must still show that it runs.
+    monkeypatch.setattr(train_cmd, "LOG_EVERY_S", 0.0)
+    code, _, stderr = run_cli(
+        monkeypatch, capsys, "train", toy_root, "--config", tiny_config_file, "--out", tmp_path / "run",
+        "--epochs", "1", "--batch-size", "8", "--workers", "0",
+    )  # fmt: skip
+    assert code == 0
+    steps = [line.split() for line in stderr.splitlines() if line.startswith("epoch 1  step ") and "  lr " in line]
+    assert [words[3] for words in steps] == ["1/2", "2/2"]
+    assert {"loss", "samples/s", "lr"} <= set(steps[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -11,6 +12,9 @@ from smgeo_cli.commands.progress import progress_bar, stderr_console
 from smgeo_cli.errors import UsageError
 from smgeo_cli.model.config import resolve_config
 from smgeo_cli.train.loop import EpochReport, StepReport, TrainOptions, train
+
+# Without a terminal (a log file, nohup) there is no bar: a plain step line this often instead.
+LOG_EVERY_S = 60.0
 
 
 def train_command(
@@ -71,15 +75,18 @@ def train_command(
     with progress_bar(quiet) as progress:
         task = progress.add_task("train", total=None, info="") if progress else None
 
+        last_line = time.monotonic()
+
         def on_step(report: StepReport) -> None:
+            nonlocal last_line
+            info = f"loss {report.loss:.3f}  {report.samples_per_s:.1f} samples/s  lr {report.lr:.1e}"
             if progress:
                 progress.update(
-                    task,
-                    completed=report.step,
-                    total=report.total_steps,
-                    description=f"epoch {report.epoch + 1}",
-                    info=f"loss {report.loss:.3f}  {report.samples_per_s:.1f} samples/s  lr {report.lr:.1e}",
+                    task, completed=report.step, total=report.total_steps, description=f"epoch {report.epoch + 1}", info=info
                 )
+            elif not quiet and time.monotonic() - last_line >= LOG_EVERY_S:
+                last_line = time.monotonic()
+                stderr_console.print(f"epoch {report.epoch + 1}  step {report.step}/{report.total_steps}  {info}", highlight=False)
 
         def on_epoch(report: EpochReport) -> None:
             if not quiet:
