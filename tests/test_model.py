@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
+from fnmatch import fnmatch
+from pathlib import Path
 
 import pytest
 import torch
 from timm.models.swin_transformer import SwinTransformer
 
 from smgeo_cli.errors import UsageError, WeightsError
-from smgeo_cli.model.config import SMGeoConfig, resolve_config
+from smgeo_cli.model.config import MODELS_DIR, SMGeoConfig, resolve_config
 from smgeo_cli.model.gmoe import GridMoE
 from smgeo_cli.model.head import decode_detections
 from smgeo_cli.model.smgeo import SMGeo
@@ -156,3 +158,16 @@ def test_bundled_configs_are_the_paper_sizes_and_a_cpu_sized_nano():
     with pytest.raises(UsageError, match="top_k"):
         t.replace(top_k=7)
     assert math.isclose(t.ref_size / t.fusion_stride, 64)
+
+
+def test_the_wheel_ships_every_model_folder_whole():
+    # Installed from a wheel, configs and the bundled weights come from pyproject's data-files, not the checkout.
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = MODELS_DIR.parent
+    data_files = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    shipped = {Path(target).name: patterns for target, patterns in data_files.items()}
+    for folder in MODELS_DIR.iterdir():
+        assert folder.name in shipped, f"models/{folder.name} is not in pyproject's data-files"
+        for file in folder.iterdir():
+            relative = file.relative_to(root).as_posix()
+            assert any(fnmatch(relative, pattern) for pattern in shipped[folder.name]), relative

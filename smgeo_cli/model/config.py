@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from smgeo_cli.errors import InputFileError, UsageError
 
-# models/ sits beside the package in a source checkout.
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+
+def _models_dir() -> Path:
+    """models/ beside the package in a source checkout; from a wheel, its copy under ``<prefix>/share/smgeo``."""
+    checkout = Path(__file__).resolve().parents[2] / "models"
+    installed = Path(sys.prefix) / "share" / "smgeo" / "models"
+    return checkout if checkout.is_dir() or not installed.is_dir() else installed
+
+
+MODELS_DIR = _models_dir()
 
 
 @dataclass
