@@ -100,7 +100,7 @@ def main() -> int:
         detector = CountingDetector(SMGeo(resolve_config(args.config)))
         cache = TileCache(max_bytes=1 << 40)
         start = time.perf_counter()
-        stats = run_batch(queries, raster, detector, folder / "flight.geojson", cache=cache, search=search)
+        stats = run_batch(queries, raster, [detector], folder / "flight.geojson", cache=cache, search=search)
         cached_s = time.perf_counter() - start
         assert stats.done == len(queries), "a query failed"
         calls_per_tile = detector.encoded / len(cache)

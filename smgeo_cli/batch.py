@@ -37,7 +37,7 @@ from smgeo_cli.geo.manifest import ManifestRow, read_manifest
 from smgeo_cli.geo.output import Feature, write_features
 from smgeo_cli.geo.srt import frames_for_srt, read_srt
 from smgeo_cli.io import replace_atomically, write_text_atomic
-from smgeo_cli.locate import EncodedTile, SearchArea, TileDetector, locate
+from smgeo_cli.locate import EncodedTile, SearchArea, TileDetector, locate_first_found
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 # In-memory tile cache budget: ~1 GiB holds about a thousand SMGeo-base tile encodings.
@@ -294,16 +294,21 @@ def _record_feature(record: dict, crs_wkt: str) -> Feature:
     return Feature(np.asarray(record["ring_lonlat"]), np.asarray(record["ring_xy"]), crs_wkt, record["properties"])
 
 
-def run_query(query: Query, raster: Path, detector: TileDetector, cache: MutableMapping, **options) -> dict:
+def run_query(
+    query: Query, raster: Path, detectors: Sequence[TileDetector], cache: MutableMapping, **options
+) -> dict:
     """The journal record of one query: its features, or the reason it failed (any SmgeoError).
 
-    ``options`` go to :func:`locate` (bands, gsd_m, tile_overlap, batch_size, top_k, search).
+    ``detectors`` are tried in turn (:func:`locate_first_found`); ``options``
+    go to :func:`locate` (bands, gsd_m, tile_overlap, batch_size, top_k, search).
     """
     record = {"id": query.id, "index": query.index, "row": query.row, "image": str(query.photo)}
     try:
         # With --no-gps a photo's EXIF is not read at all, so a malformed GPS block cannot fail the query.
         pose = query.pose or (read_photo_pose(query.photo) if options.get("search", SearchArea()).use_gps else None)
-        result = locate(query.photo, query.click, raster, detector, pose=pose, snap_tiles=True, cache=cache, **options)
+        result = locate_first_found(
+            query.photo, query.click, raster, detectors, pose=pose, snap_tiles=True, cache=cache, **options
+        )
     except SmgeoError as exc:
         return {**record, "ok": False, "reason": str(exc)}
     extra = {"image": query.photo.name, "label": query.label, **_pose_properties(pose), "query_id": query.id}
@@ -333,7 +338,7 @@ class BatchStats:
 def run_batch(
     queries: Sequence[Query],
     raster: str | Path,
-    detector: TileDetector,
+    detectors: Sequence[TileDetector],
     output: str | Path,
     *,
     cache: TileCache,
@@ -343,6 +348,8 @@ def run_batch(
     **options,
 ) -> BatchStats:
     """Run this rank's share of ``queries`` (index % world_size == rank), journaling each as it finishes.
+
+    Each query tries ``detectors`` in turn (the first with a hit answers).
 
     Queries already in any journal of ``output`` are skipped (call
     :func:`clear_journals` first for a fresh run). ``rank`` None is a single
@@ -361,7 +368,7 @@ def run_batch(
                 stats.resumed += 1
                 record = {"resumed": True}
             else:
-                record = run_query(query, Path(raster), detector, cache, **options)
+                record = run_query(query, Path(raster), detectors, cache, **options)
                 journal.append(record)
                 stats.done += record["ok"]
                 stats.failed += not record["ok"]

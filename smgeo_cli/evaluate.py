@@ -1,7 +1,8 @@
 """Evaluation on a CVOGL-format split: one top box per sample, CVOGL metrics.
 
 Both methods produce :class:`BoxPredictions` for the same dataset, so a
-results table can hold the model and the matcher side by side.
+results table can hold the model and the matcher side by side, and
+:func:`first_found` combines them as ``--method auto`` does.
 """
 
 from __future__ import annotations
@@ -101,6 +102,22 @@ def match_boxes(
         np.arange(len(records)),
         np.asarray(sizes, dtype=np.float64),
     )
+
+
+def first_found(*predictions: BoxPredictions) -> BoxPredictions:
+    """Per sample, the box of the first of ``predictions`` that has one (``--method auto``: matcher, else model).
+
+    All must cover the same samples in the same order.
+    """
+    first = predictions[0]
+    for other in predictions[1:]:
+        if not np.array_equal(other.indexes, first.indexes):
+            raise ValueError("first_found needs predictions of the same samples in the same order")
+    boxes, scores = first.boxes.copy(), first.scores.copy()
+    for other in predictions[1:]:
+        empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        boxes[empty], scores[empty] = other.boxes[empty], other.scores[empty]
+    return BoxPredictions(boxes, scores, first.indexes, first.image_sizes)
 
 
 def evaluate(records: Sequence[CVOGLRecord], predictions: BoxPredictions) -> EvalResult:

@@ -503,3 +503,27 @@ def locate(
             "total": time.perf_counter() - start,
         },
     )
+
+
+def locate_first_found(
+    photo: str | Path,
+    click_xy: tuple[float, float],
+    raster_path: str | Path,
+    detectors: Sequence[TileDetector],
+    **options: Any,
+) -> LocateResult:
+    """:func:`locate` with each of ``detectors`` in turn until one has a hit; the last one answers regardless.
+
+    ``--method auto`` passes the matcher, then the model: a verified
+    homography fit is the better answer where one exists (same sensor,
+    shared texture), and the model's best guess stands where matching finds
+    none (other seasons, sensors, strong perspective). The result's
+    ``model`` names the detector that answered.
+    """
+    if not detectors:
+        raise UsageError("no detector to locate with")
+    for detector in detectors[:-1]:
+        result = locate(photo, click_xy, raster_path, detector, **options)
+        if result.detections:
+            return result
+    return locate(photo, click_xy, raster_path, detectors[-1], **options)

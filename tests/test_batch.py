@@ -43,9 +43,7 @@ RADIUS = "40"  # metres: a few tiles around each photo
 @pytest.fixture
 def stand_in(monkeypatch):
     detector = BrightBoxDetector()
-    monkeypatch.setattr(batch_cmd, "load_model", lambda folder, device: None)
-    monkeypatch.setattr(batch_cmd, "SMGeoDetector", lambda model: detector)
-    monkeypatch.setattr(batch_cmd, "_weights_folder", lambda weights: weights)
+    monkeypatch.setattr(batch_cmd, "method_detectors", lambda method, weights, device: [detector])
     return detector
 
 

@@ -147,7 +147,7 @@ def test_locate_without_weights_uses_the_bundled_model_and_lands_on_the_white_ro
     row = next(r for r in TRUTH if r["image"] == "white_roof_building.jpg")
     code, stdout, _ = run_cli(
         monkeypatch, capsys, "locate", EXAMPLE / row["image"], "--click", f"{row['click_x']},{row['click_y']}",
-        "--ref", REFERENCE, "--json", "-q",
+        "--ref", REFERENCE, "--method", "smgeo", "--json", "-q",
     )  # fmt: skip
     assert code == 0
     summary = json.loads(stdout)
@@ -155,3 +155,22 @@ def test_locate_without_weights_uses_the_bundled_model_and_lands_on_the_white_ro
     x1, y1, x2, y2 = summary["hits"][0]["bbox_px"]
     tx1, ty1, tx2, ty2 = _pixel_box(row)
     assert tx1 < (x1 + x2) / 2 < tx2 and ty1 < (y1 + y2) / 2 < ty2
+
+
+def test_auto_answers_with_the_matchers_fit_where_there_is_one_and_the_model_elsewhere(monkeypatch, capsys):
+    # The default method: the matcher fits the roundabout's island (examples/README.md), nothing on the
+    # white-roofed building, where the bundled model answers.
+    answered = {}
+    for row in TRUTH:
+        if row["image"] in ("roundabout.jpg", "white_roof_building.jpg"):
+            code, stdout, _ = run_cli(
+                monkeypatch, capsys, "locate", EXAMPLE / row["image"], "--click", f"{row['click_x']},{row['click_y']}",
+                "--ref", REFERENCE, "--json", "-q",
+            )  # fmt: skip
+            assert code == 0
+            summary = json.loads(stdout)
+            x1, y1, x2, y2 = summary["hits"][0]["bbox_px"]
+            tx1, ty1, tx2, ty2 = _pixel_box(row)
+            assert tx1 < (x1 + x2) / 2 < tx2 and ty1 < (y1 + y2) / 2 < ty2
+            answered[row["image"]] = summary["model"]
+    assert answered == {"roundabout.jpg": "match", "white_roof_building.jpg": "smgeo-nano-bundled"}

@@ -160,7 +160,7 @@ def test_cli_geojson_loads_in_ogr_with_the_object_extent(tmp_path, monkeypatch, 
     out = tmp_path / "hit.geojson"
     code, stdout, _ = run_cli(
         monkeypatch, capsys, "locate", write_photo(tmp_path / "p.jpg"), "--click", "40,30", "--ref", ref,
-        "-o", out, "--weights", weights, "--no-gps", "--device", "cpu",
+        "-o", out, "--method", "smgeo", "--weights", weights, "--no-gps", "--device", "cpu",
     )  # fmt: skip
     assert code == 0 and stdout == ""
     info = pyogrio.read_info(out, force_total_bounds=True)
@@ -173,7 +173,7 @@ def test_cli_geojson_loads_in_ogr_with_the_object_extent(tmp_path, monkeypatch, 
 def test_cli_with_the_model_stdout_json_gpkg_and_preview(tmp_path, monkeypatch, capsys, weights):
     ref = _raster(tmp_path / "ref.tif", (200, 200), (90, 90, 110, 110))
     common = ["locate", write_photo(tmp_path / "p.jpg"), "--click", "40,30", "--ref", ref,
-              "--weights", weights, "--no-gps", "--device", "cpu", "-q"]  # fmt: skip
+              "--method", "smgeo", "--weights", weights, "--no-gps", "--device", "cpu", "-q"]  # fmt: skip
 
     code, stdout, stderr = run_cli(monkeypatch, capsys, *common)
     assert code == 0 and stderr == ""

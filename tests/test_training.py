@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from conftest import run_cli, tiny_config
 from smgeo_cli.commands import train_cmd
-from smgeo_cli.data.cvogl import CVOGLDataset, load_records
+from smgeo_cli.data.cvogl import QUERY_DIR, CVOGLDataset, load_records
 from smgeo_cli.data.toy import write_toy_dataset
 from smgeo_cli.evaluate import evaluate, predict_boxes
 from smgeo_cli.metrics import cvogl_iou
@@ -179,6 +181,27 @@ def test_eval_with_the_matcher_needs_no_weights_and_reports_the_same_metrics(toy
     assert metrics["n"] == 16 and set(metrics) == {"n", "acc@0.25", "acc@0.5", "mIoU", "per_category"}
     # Toy drone views are mild homographies of the tile: matching finds most objects.
     assert metrics["acc@0.25"] >= 0.5
+
+
+def test_eval_auto_takes_the_matchers_fit_and_the_models_box_where_matching_finds_none(overfit_run, toy_root, tmp_path):
+    # Flat grey queries give SIFT nothing to match: there the model must answer.
+    root = tmp_path / "toy"
+    shutil.copytree(toy_root, root)
+    for record in load_records(root, "train")[:4]:
+        cv2.imwrite(str(root / QUERY_DIR / record.query_name), np.full((FILE_QUERY, FILE_QUERY, 3), 128, np.uint8))
+    rows = {}
+    for method in ("match", "smgeo", "auto"):
+        out = tmp_path / f"{method}.jsonl"
+        args = ["eval", str(root), "--split", "train", "--method", method, "--predictions-out", str(out), "--json"]
+        result = run_smgeo(*args, "--weights", str(overfit_run / "last"))
+        assert result.returncode == 0, result.stderr
+        rows[method] = [json.loads(line) for line in out.read_text().splitlines()]
+    matched = [m["box"][2] > m["box"][0] for m in rows["match"]]
+    assert 0 < sum(matched) < len(matched)  # both sources are exercised
+    for found, match, model, auto in zip(matched, rows["match"], rows["smgeo"], rows["auto"]):
+        assert auto["box"] == (match if found else model)["box"]
+    no_weights = run_smgeo("eval", str(toy_root), "--split", "train", "--method", "auto")
+    assert no_weights.returncode == 2 and "--method auto needs --weights" in no_weights.stderr
 
 
 def test_init_weights_start_a_run_at_another_reference_size(toy_root, tiny_config_file, tmp_path):

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from smgeo_cli.batch import BatchStats, TileCache, build_queries, clear_journals, errors_path, run_batch, write_output
-from smgeo_cli.commands.locate_cmd import _check_output, _numbers, _weights_folder
+from smgeo_cli.commands.locate_cmd import _check_output, _numbers, method_detectors
 from smgeo_cli.commands.options import (
     DeviceOption,
     JsonOption,
@@ -26,9 +26,7 @@ from smgeo_cli.commands.progress import progress_bar, stderr_console
 from smgeo_cli.device import resolve_device, set_cpu_threads
 from smgeo_cli.errors import InputFileError
 from smgeo_cli.geo.output import GEOJSON_SUFFIXES, OGR_DRIVERS
-from smgeo_cli.locate import DEFAULT_SEARCH_RADIUS_M, SearchArea, SMGeoDetector
-from smgeo_cli.matching import MatchDetector
-from smgeo_cli.model.weights import load_model
+from smgeo_cli.locate import DEFAULT_SEARCH_RADIUS_M, SearchArea
 from smgeo_cli.train.distributed import DistContext, all_reduce_sum, barrier, init_distributed, shutdown
 
 _COUNTS = ("queries", "done", "failed", "resumed", "tiles_encoded", "cache_hits")
@@ -98,10 +96,7 @@ def batch_command(
         if context.is_main and not resume:
             clear_journals(out)
         barrier(context)
-        if method is Method.smgeo:
-            detector = SMGeoDetector(load_model(_weights_folder(weights), torch_device))
-        else:
-            detector = MatchDetector()
+        detectors = method_detectors(method, weights, torch_device)
         cache = TileCache(folder=cache_dir, device=torch_device)
         search = SearchArea(use_gps=not no_gps, radius_m=search_radius)
         start = time.perf_counter()
@@ -118,7 +113,7 @@ def batch_command(
             stats = run_batch(
                 queries,
                 ref,
-                detector,
+                detectors,
                 out,
                 cache=cache,
                 rank=context.rank if context.enabled else None,

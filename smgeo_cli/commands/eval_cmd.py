@@ -13,17 +13,17 @@ from smgeo_cli.commands.options import (
     BatchSizeOption,
     DataRootArgument,
     DeviceOption,
+    EvalMethodOption,
     JsonOption,
     LimitOption,
     Method,
-    MethodOption,
     QuietOption,
 )
 from smgeo_cli.commands.progress import progress_bar
 from smgeo_cli.data.cvogl import CVOGLDataset, load_records
 from smgeo_cli.device import resolve_device
 from smgeo_cli.errors import UsageError
-from smgeo_cli.evaluate import evaluate, match_boxes, predict_boxes
+from smgeo_cli.evaluate import evaluate, first_found, match_boxes, predict_boxes
 from smgeo_cli.io import write_text_atomic
 from smgeo_cli.model.weights import load_model
 
@@ -31,8 +31,10 @@ from smgeo_cli.model.weights import load_model
 def eval_command(
     data_root: Path = DataRootArgument,
     split: str = typer.Option("test", "--split", help="Which <Name>_<split>.pth to evaluate."),
-    method: Method = MethodOption,
-    weights: Path = typer.Option(None, "--weights", help="Weights folder (config.json + model.safetensors); --method smgeo."),
+    method: Method = EvalMethodOption,
+    weights: Path = typer.Option(
+        None, "--weights", help="Weights folder (config.json + model.safetensors); --method smgeo or auto."
+    ),
     json_output: bool = JsonOption,
     predictions_out: Path = typer.Option(
         None, "--predictions-out", help="Write one JSON line a sample: id, box (satellite pixels), score, iou."
@@ -43,25 +45,32 @@ def eval_command(
     quiet: bool = QuietOption,
 ) -> None:
     """Evaluate like the CVOGL reference: top box per sample, acc@0.25, acc@0.5, mIoU, per category."""
-    if method is Method.smgeo:
+    use_model, use_matcher = method in (Method.smgeo, Method.auto), method in (Method.match, Method.auto)
+    if use_model:
         if weights is None:
-            raise UsageError("--method smgeo needs --weights DIR (a folder with config.json and model.safetensors)")
+            raise UsageError(f"--method {method.value} needs --weights DIR (a folder with config.json and model.safetensors)")
         model = load_model(weights, resolve_device(device))
         config = model.config
         dataset = CVOGLDataset(data_root, split, config.query_size, config.ref_size, limit=limit)
         records = dataset.records
-        name = config.name
     else:
         # The matcher reads the images as stored: no resizing dataset needed.
         records = load_records(data_root, split)[:limit]
+    if method is Method.match:
         name = "match (SIFT + RANSAC)"
+    else:
+        name = config.name if method is Method.smgeo else f"auto (match, else {config.name})"
     with progress_bar(quiet) as progress:
-        task = progress.add_task(f"eval {split}", total=len(records), info="") if progress else None
+        total = len(records) * (use_model + use_matcher)
+        task = progress.add_task(f"eval {split}", total=total, info="") if progress else None
         on_progress = (lambda n: progress.advance(task, n)) if progress else None
-        if method is Method.smgeo:
-            predictions = predict_boxes(model, dataset, batch_size=batch_size, on_progress=on_progress)
-        else:
-            predictions = match_boxes(data_root, records, on_progress=on_progress)
+        # Matcher first: under auto its fits answer and the model fills the samples it found nothing for.
+        parts = []
+        if use_matcher:
+            parts.append(match_boxes(data_root, records, on_progress=on_progress))
+        if use_model:
+            parts.append(predict_boxes(model, dataset, batch_size=batch_size, on_progress=on_progress))
+        predictions = first_found(*parts)
     result = evaluate(records, predictions)
     if predictions_out:
         write_text_atomic(predictions_out, "".join(json.dumps(p) + "\n" for p in result.predictions))

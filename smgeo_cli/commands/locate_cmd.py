@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 import typer
 
 from smgeo_cli.commands.options import DeviceOption, Method, MethodOption, QuietOption, VerifyOption, WeightsOption
@@ -12,14 +13,13 @@ from smgeo_cli.commands.progress import progress_bar, stderr_console
 from smgeo_cli.device import resolve_device, set_cpu_threads
 from smgeo_cli.errors import InputFileError, UsageError, WeightsError
 from smgeo_cli.geo.output import GEOJSON_SUFFIXES, OGR_DRIVERS, geojson_text, write_features
-from smgeo_cli.locate import DEFAULT_SEARCH_RADIUS_M, SearchArea, SMGeoDetector, locate
+from smgeo_cli.locate import DEFAULT_SEARCH_RADIUS_M, SearchArea, SMGeoDetector, TileDetector, locate_first_found
 from smgeo_cli.matching import MatchDetector
 from smgeo_cli.model.config import MODELS_DIR
 from smgeo_cli.model.weights import load_model
 from smgeo_cli.preview import write_preview
 
 BUNDLED_WEIGHTS = MODELS_DIR / "smgeo-nano-bundled"
-
 
 
 def _numbers(text: str, counts: tuple[int, ...], option: str, example: str, kind: type = float) -> tuple:
@@ -50,6 +50,20 @@ def _weights_folder(weights: Path | None) -> Path:
         f"no bundled model at {BUNDLED_WEIGHTS}: pass --weights DIR, a folder with config.json and "
         "model.safetensors (e.g. runs/<name>/best from `smgeo train`)"
     )
+
+
+def method_detectors(method: Method, weights: Path | None, device: str | torch.device) -> list[TileDetector]:
+    """The detectors ``method`` tries in turn: the matcher, the model, or the matcher then the model.
+
+    ``device`` (a ``--device`` value or a resolved device) is checked only when the model is used.
+    """
+    detectors: list[TileDetector] = []
+    if method in (Method.auto, Method.match):
+        detectors.append(MatchDetector())
+    if method in (Method.auto, Method.smgeo):
+        torch_device = device if isinstance(device, torch.device) else resolve_device(device)
+        detectors.append(SMGeoDetector(load_model(_weights_folder(weights), torch_device)))
+    return detectors
 
 
 def locate_command(
@@ -91,18 +105,15 @@ def locate_command(
     if preview:
         _check_output(preview, (".png",), "--preview")
     set_cpu_threads()
-    if method is Method.smgeo:
-        detector = SMGeoDetector(load_model(_weights_folder(weights), resolve_device(device)))
-    else:
-        detector = MatchDetector()
+    detectors = method_detectors(method, weights, device)
     search = SearchArea(bbox=box, bbox_crs=bbox_crs, use_gps=not no_gps, radius_m=search_radius)
     with progress_bar(quiet) as progress:
         task = progress.add_task("locate", total=None, info="tiles") if progress else None
-        result = locate(
+        result = locate_first_found(
             photo,
             click_xy,
             ref,
-            detector,
+            detectors,
             bands=band_list,
             gsd_m=gsd,
             tile_overlap=tile_overlap,

@@ -21,13 +21,20 @@ DataRootArgument = typer.Argument(..., help="Dataset root in CVOGL layout (<Name
 
 
 class Method(str, Enum):
-    """How to find the object: the SMGeo model, or training-free SIFT + RANSAC matching."""
+    """How to find the object: the SMGeo model, training-free SIFT + RANSAC matching, or the matcher then the model."""
 
+    auto = "auto"
     smgeo = "smgeo"
     match = "match"
 
 
-MethodOption = typer.Option(Method.smgeo, "--method", help="smgeo (the model) or match (SIFT + RANSAC, no training).")
+_METHOD_HELP = (
+    "auto (the matcher's verified fit where it finds one, else the model), smgeo (the model) "
+    "or match (SIFT + RANSAC, no training)."
+)
+MethodOption = typer.Option(Method.auto, "--method", help=_METHOD_HELP)
+# eval reports one method's own figures, so it names the model by default, as CVOGL results do.
+EvalMethodOption = typer.Option(Method.smgeo, "--method", help=_METHOD_HELP)
 VerifyOption = typer.Option(
     False, "--verify", help="Check each hit by SIFT matching: adds verified, verify_inliers, verify_distance_m."
 )
