@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from fnmatch import fnmatch
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import torch
 from timm.models.swin_transformer import SwinTransformer
 
+from conftest import run_cli
 from smgeo_cli.errors import UsageError, WeightsError
 from smgeo_cli.model.config import MODELS_DIR, SMGeoConfig, resolve_config
 from smgeo_cli.model.gmoe import GridMoE
@@ -171,3 +173,16 @@ def test_the_wheel_ships_every_model_folder_whole():
         for file in folder.iterdir():
             relative = file.relative_to(root).as_posix()
             assert any(fnmatch(relative, pattern) for pattern in shipped[folder.name]), relative
+
+
+def test_info_of_an_untrained_config_gives_the_same_figures_every_run(monkeypatch, capsys):
+    # Sparse-MoE FLOPs follow the routing of the initial weights; the README quotes them.
+    runs = []
+    for _ in range(2):
+        code, stdout, _ = run_cli(monkeypatch, capsys, "info", "--config", "smgeo-nano", "--json")
+        assert code == 0
+        runs.append(json.loads(stdout))
+    assert runs[0] == runs[1]
+    assert runs[0]["parameters"] == 5_174_397 and runs[0]["gflops_per_query"] > runs[0]["gflops_query"] > 0
+    code, _, stderr = run_cli(monkeypatch, capsys, "info", "--config", "smgeo-nano", "--weights", "x")
+    assert code == 2 and "exactly one" in stderr

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import torch
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -26,7 +27,13 @@ def info_command(
     """Config, parameter count and GFLOPs per query at the configured input sizes."""
     if (weights is None) == (config is None):
         raise UsageError("give exactly one of --weights DIR or --config NAME")
-    model = load_model(weights) if weights else SMGeo(resolve_config(config))
+    if weights:
+        model = load_model(weights)
+    else:
+        # Sparse-MoE FLOPs follow the routing, which follows the initial weights: fix them so runs agree.
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = SMGeo(resolve_config(config))
     complexity = measure(model)
     summary = {"config": model.config.to_dict(), **dataclasses.asdict(complexity)}
     if json_output:
