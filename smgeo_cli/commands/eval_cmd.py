@@ -45,8 +45,7 @@ def eval_command(
     quiet: bool = QuietOption,
 ) -> None:
     """Evaluate like the CVOGL reference: top box per sample, acc@0.25, acc@0.5, mIoU, per category."""
-    use_model, use_matcher = method in (Method.smgeo, Method.auto), method in (Method.match, Method.auto)
-    if use_model:
+    if method.uses_model:
         if weights is None:
             raise UsageError(f"--method {method.value} needs --weights DIR (a folder with config.json and model.safetensors)")
         model = load_model(weights, resolve_device(device))
@@ -61,14 +60,14 @@ def eval_command(
     else:
         name = config.name if method is Method.smgeo else f"auto (match, else {config.name})"
     with progress_bar(quiet) as progress:
-        total = len(records) * (use_model + use_matcher)
+        total = len(records) * (method.uses_model + method.uses_matcher)
         task = progress.add_task(f"eval {split}", total=total, info="") if progress else None
         on_progress = (lambda n: progress.advance(task, n)) if progress else None
         # Matcher first: under auto its fits answer and the model fills the samples it found nothing for.
         parts = []
-        if use_matcher:
+        if method.uses_matcher:
             parts.append(match_boxes(data_root, records, on_progress=on_progress))
-        if use_model:
+        if method.uses_model:
             parts.append(predict_boxes(model, dataset, batch_size=batch_size, on_progress=on_progress))
         predictions = first_found(*parts)
     result = evaluate(records, predictions)

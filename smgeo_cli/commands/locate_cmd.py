@@ -58,9 +58,9 @@ def method_detectors(method: Method, weights: Path | None, device: str | torch.d
     ``device`` (a ``--device`` value or a resolved device) is checked only when the model is used.
     """
     detectors: list[TileDetector] = []
-    if method in (Method.auto, Method.match):
+    if method.uses_matcher:
         detectors.append(MatchDetector())
-    if method in (Method.auto, Method.smgeo):
+    if method.uses_model:
         torch_device = device if isinstance(device, torch.device) else resolve_device(device)
         detectors.append(SMGeoDetector(load_model(_weights_folder(weights), torch_device)))
     return detectors

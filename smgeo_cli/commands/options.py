@@ -27,6 +27,14 @@ class Method(str, Enum):
     smgeo = "smgeo"
     match = "match"
 
+    @property
+    def uses_matcher(self) -> bool:
+        return self in (Method.auto, Method.match)
+
+    @property
+    def uses_model(self) -> bool:
+        return self in (Method.auto, Method.smgeo)
+
 
 _METHOD_HELP = (
     "auto (the matcher's verified fit where it finds one, else the model), smgeo (the model) "
