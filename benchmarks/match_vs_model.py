@@ -68,7 +68,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for name, m, seconds in rows:
         time_cell = f"{seconds:.3f}" if seconds is not None else "at most the sum"
-        print(f"| {name} | {100 * m['acc@0.25']:.2f} | {100 * m['acc@0.5']:.2f} | {100 * m['mIoU']:.2f} | {time_cell} |")
+        scores = " | ".join(f"{100 * m[key]:.2f}" for key in ("acc@0.25", "acc@0.5", "mIoU"))
+        print(f"| {name} | {scores} | {time_cell} |")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,9 @@ def eval_command(
     """Evaluate like the CVOGL reference: top box per sample, acc@0.25, acc@0.5, mIoU, per category."""
     if method.uses_model:
         if weights is None:
-            raise UsageError(f"--method {method.value} needs --weights DIR (a folder with config.json and model.safetensors)")
+            raise UsageError(
+                f"--method {method.value} needs --weights DIR (a folder with config.json and model.safetensors)"
+            )
         model = load_model(weights, resolve_device(device))
         config = model.config
         dataset = CVOGLDataset(data_root, split, config.query_size, config.ref_size, limit=limit)

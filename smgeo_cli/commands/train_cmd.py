@@ -82,11 +82,16 @@ def train_command(
             info = f"loss {report.loss:.3f}  {report.samples_per_s:.1f} samples/s  lr {report.lr:.1e}"
             if progress:
                 progress.update(
-                    task, completed=report.step, total=report.total_steps, description=f"epoch {report.epoch + 1}", info=info
+                    task,
+                    completed=report.step,
+                    total=report.total_steps,
+                    description=f"epoch {report.epoch + 1}",
+                    info=info,
                 )
             elif not quiet and time.monotonic() - last_line >= LOG_EVERY_S:
                 last_line = time.monotonic()
-                stderr_console.print(f"epoch {report.epoch + 1}  step {report.step}/{report.total_steps}  {info}", highlight=False)
+                line = f"epoch {report.epoch + 1}  step {report.step}/{report.total_steps}  {info}"
+                stderr_console.print(line, highlight=False)
 
         def on_epoch(report: EpochReport) -> None:
             if not quiet:
