@@ -35,7 +35,11 @@ def main() -> None:
         truth = {row["image"]: [float(row[k]) for k in ("x1", "y1", "x2", "y2")] for row in csv.DictReader(handle)}
     best: dict[str, dict] = {}
     for path in args.geojson:
-        for feature in json.loads(path.read_text())["features"]:
+        try:
+            features = json.loads(path.read_text())["features"]
+        except (OSError, ValueError, KeyError) as err:
+            parser.error(f"{path}: not a readable locate/batch GeoJSON ({type(err).__name__}: {err})")
+        for feature in features:
             properties = feature["properties"]
             photo = Path(str(properties["query"])).name
             if photo in truth and properties.get("rank", 1) == 1:

@@ -68,7 +68,7 @@ def _verify(raster: ReferenceRaster, detection: Detection, query: MatchQuery, si
     side = max(CONTEXT * max(x2 - x1, y2 - y1), MIN_SIDE_M / metres_per_px)
     window = Window((x1 + x2 - side) / 2, (y1 + y2 - side) / 2, side, side)
     rgb, valid = read_window(raster, window, (size, size))
-    match = match_features(query.features, describe(rgb, valid=valid), query.click_xy, query.window)
+    match = match_features(query.features, describe(rgb, valid=valid), query.click_xy, query.outline)
     if match is None:
         return Verification(confirmed=False, inliers=0, distance_m=None)
     scale = side / size  # raster pixels per window pixel

@@ -25,6 +25,7 @@ from smgeo_cli.data.geometry import apply_homography, translation, warp_square
 from smgeo_cli.data.transforms import read_rgb
 from smgeo_cli.geo.coords import xy_to_pixel
 from smgeo_cli.geo.raster import open_reference, read_window
+from smgeo_cli.metrics import cvogl_iou
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "data"
 REFERENCE = EXAMPLE / "pan1.tif"
@@ -157,20 +158,23 @@ def test_locate_without_weights_uses_the_bundled_model_and_lands_on_the_white_ro
     assert tx1 < (x1 + x2) / 2 < tx2 and ty1 < (y1 + y2) / 2 < ty2
 
 
-def test_auto_answers_with_the_matchers_fit_where_there_is_one_and_the_model_elsewhere(monkeypatch, capsys):
-    # The default method: the matcher fits the roundabout's island (examples/README.md), nothing on the
-    # white-roofed building, where the bundled model answers.
+def test_auto_finds_the_dark_roof_by_matching_and_answers_the_white_roof_with_the_model(monkeypatch, capsys):
+    # The default method (examples/README.md): the matcher fits the dark-roofed building and its box is the
+    # building's; it finds nothing on the white-roofed one, where the bundled model answers.
     answered = {}
     for row in TRUTH:
-        if row["image"] in ("roundabout.jpg", "white_roof_building.jpg"):
+        if row["image"] in ("dark_roof_building.jpg", "white_roof_building.jpg"):
             code, stdout, _ = run_cli(
                 monkeypatch, capsys, "locate", EXAMPLE / row["image"], "--click", f"{row['click_x']},{row['click_y']}",
                 "--ref", REFERENCE, "--json", "-q",
             )  # fmt: skip
             assert code == 0
             summary = json.loads(stdout)
-            x1, y1, x2, y2 = summary["hits"][0]["bbox_px"]
-            tx1, ty1, tx2, ty2 = _pixel_box(row)
+            hit, truth = summary["hits"][0]["bbox_px"], _pixel_box(row)
+            x1, y1, x2, y2 = hit
+            tx1, ty1, tx2, ty2 = truth
             assert tx1 < (x1 + x2) / 2 < tx2 and ty1 < (y1 + y2) / 2 < ty2
-            answered[row["image"]] = summary["model"]
-    assert answered == {"roundabout.jpg": "match", "white_roof_building.jpg": "smgeo-nano-bundled"}
+            # The whole raster is searched: its size is the search window's.
+            answered[row["image"]] = (summary["model"], cvogl_iou(hit, truth, summary["search"]["window_px"][2:])[0])
+    assert answered["dark_roof_building.jpg"][0] == "match" and answered["dark_roof_building.jpg"][1] > 0.5
+    assert answered["white_roof_building.jpg"][0] == "smgeo-nano-bundled"

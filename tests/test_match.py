@@ -1,4 +1,4 @@
-"""The training-free matcher: known homographies are recovered, unrelated images give no match, windows find objects."""
+"""The training-free matcher: homographies recovered, unrelated images unmatched, outlines on objects."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 from smgeo_cli.errors import UsageError
-from smgeo_cli.matching import describe, fallback_window, match_features, match_pair, object_window
+from smgeo_cli.matching import describe, fallback_outline, match_features, match_pair, object_outline, outline_bounds
 from smgeo_cli.matching.matcher import plausible, project, window_corners
 
 AERIAL = Path(__file__).parent / "data" / "geo" / "test_tiled.tif"
@@ -82,15 +82,15 @@ def test_clicks_map_through_a_known_homography_within_two_pixels(reference, tilt
     query = describe(view, max_side=512)
     tile = describe(reference)
     for click in [(400.0, 300.0), (250.0, 180.0), (560.0, 430.0)]:
-        window = object_window(view, click)
-        result = match_features(query, tile, click, window)
+        outline = object_outline(view, click)
+        result = match_features(query, tile, click, outline)
         assert result is not None
         expected = project(truth, np.array([click]))[0][0]
         assert np.hypot(*(np.array(result.click_xy) - expected)) < 2.0
-        # The box is the query window carried into the reference.
-        expected_corners = project(truth, window_corners(window))[0]
-        np.testing.assert_allclose(result.corners, expected_corners, atol=3.0)
-        np.testing.assert_allclose(result.box, [*expected_corners.min(axis=0), *expected_corners.max(axis=0)], atol=3.0)
+        # The box bounds the query's object outline carried into the reference.
+        expected_outline = project(truth, outline)[0]
+        np.testing.assert_allclose(result.outline, expected_outline, atol=3.0)
+        np.testing.assert_allclose(result.box, outline_bounds(expected_outline), atol=3.0)
         assert result.inliers >= 12 and 0.0 < result.inlier_ratio <= 1.0
         assert 0.5 < result.score <= 1.0
 
@@ -99,7 +99,7 @@ def test_match_pair_agrees_with_the_cached_path(reference, tilted_view):
     view, truth = tilted_view
     click = (400.0, 300.0)
     result = match_pair(view, reference, click, query_max_side=512)
-    cached = match_features(describe(view, max_side=512), describe(reference), click, object_window(view, click))
+    cached = match_features(describe(view, max_side=512), describe(reference), click, object_outline(view, click))
     assert result is not None and cached is not None
     np.testing.assert_allclose(result.click_xy, cached.click_xy, atol=1e-6)
     assert result.inliers == cached.inliers
@@ -141,29 +141,58 @@ def test_implausible_homographies_are_rejected(reference):
     assert not plausible(behind_camera, click, corners, query, query)
 
 
-def test_object_window_finds_a_drawn_roof_on_textured_ground():
-    image = smooth_texture((640, 480), seed=3)
-    image = cv2.addWeighted(image, 0.4, np.full_like(image, (90, 120, 60)), 0.6, 0)
+def roof_scene(size: tuple[int, int] = (640, 480), seed: int = 3) -> np.ndarray:
+    """(H, W, 3) textured green ground: a backdrop for drawn roofs."""
+    image = smooth_texture(size, seed=seed)
+    return cv2.addWeighted(image, 0.4, np.full_like(image, (90, 120, 60)), 0.6, 0)
+
+
+def test_object_outline_finds_a_drawn_roof_on_textured_ground():
+    image = roof_scene()
     roof = (260, 150, 380, 250)
     cv2.rectangle(image, roof[:2], (roof[2] - 1, roof[3] - 1), (200, 60, 50), thickness=-1)
     # A ridge line and a chimney: the object is not a flat colour.
     cv2.line(image, (260, 200), (379, 200), (150, 40, 40), thickness=2)
     cv2.rectangle(image, (300, 165), (310, 175), (80, 80, 80), thickness=-1)
-    window = object_window(image, (340.0, 220.0))
+    window = outline_bounds(object_outline(image, (340.0, 220.0)))
     # The fallback square around this click would score about 0.5.
     assert box_iou(window, roof) > 0.8
 
 
-def test_object_window_falls_back_on_a_featureless_image():
+def test_a_diagonal_roof_maps_to_its_own_box_not_its_windows():
+    """A photo taken at a 45 degree heading: the roof's box in the reference is the box of the roof, not of its bounds.
+
+    Carrying the photo's axis-aligned window through the homography instead
+    would give a box four times the roof's area (IoU about 0.25).
+    """
+    roof_on_ground = (60.0, 60.0, 140.0, 140.0)  # reference pixels, a 80 x 80 square roof
+    angle = np.deg2rad(45.0)
+    # Reference pixels -> photo pixels: rotate 45 degrees and zoom 2x about the roof's centre.
+    rotate = 2.0 * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    to_photo = np.eye(3)
+    to_photo[:2, :2], to_photo[:2, 2] = rotate, np.array([320.0, 240.0]) - rotate @ np.array([100.0, 100.0])
+    roof_in_photo = project(to_photo, window_corners(roof_on_ground))[0]
+    image = roof_scene()
+    cv2.fillPoly(image, [np.round(roof_in_photo - 0.5).astype(np.int32)], (200, 60, 50))
+    outline = object_outline(image, (320.0, 240.0))
+    box_on_ground = outline_bounds(project(np.linalg.inv(to_photo), outline)[0])
+    assert box_iou(box_on_ground, roof_on_ground) > 0.8
+    window_on_ground = outline_bounds(project(np.linalg.inv(to_photo), window_corners(outline_bounds(outline)))[0])
+    assert box_iou(window_on_ground, roof_on_ground) < 0.4
+
+
+def test_object_outline_falls_back_to_a_disc_on_a_featureless_image():
     flat = np.full((300, 400, 3), 128, dtype=np.uint8)
     click = (50.0, 280.0)
-    window = object_window(flat, click)
-    assert window == fallback_window((400, 300), click)
-    # The fallback scales with the image and stays inside it.
-    x1, y1, x2, y2 = window
+    outline = object_outline(flat, click)
+    np.testing.assert_allclose(outline, fallback_outline((400, 300), click))
+    # The fallback scales with the image, stays inside it, and is round: the same size at any heading.
+    x1, y1, x2, y2 = outline_bounds(outline)
     assert x2 - x1 == pytest.approx(0.25 * 300) and 0 <= x1 and y2 <= 300
+    radii = np.hypot(*(outline - outline.mean(axis=0)).T)
+    np.testing.assert_allclose(radii, 0.125 * 300)
 
 
 def test_click_outside_the_photo_is_a_usage_error(reference):
     with pytest.raises(UsageError, match="outside the query image"):
-        object_window(reference, (600.0, 10.0))
+        object_outline(reference, (600.0, 10.0))

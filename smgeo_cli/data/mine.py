@@ -143,7 +143,9 @@ def _strong_fit(query: Features, reference: Features, min_inliers: int) -> Match
     see the query's centre: the images overlap substantially.
     """
     width, height = query.image_size
-    result = match_features(query, reference, (width / 2, height / 2), (0.0, 0.0, width, height))
+    # Lowe's stricter 0.75: mined labels must be exact, and MIN_INLIER_RATIO is a share of these matches.
+    whole = window_corners((0.0, 0.0, width, height))
+    result = match_features(query, reference, (width / 2, height / 2), whole, ratio=0.75)
     if result is None or result.inliers < min_inliers or result.inlier_ratio < MIN_INLIER_RATIO:
         return None
     return result

@@ -3,15 +3,16 @@
 from .detector import MatchDetector
 from .features import Features, describe
 from .matcher import MatchResult, match_features, match_pair
-from .window import fallback_window, object_window
+from .window import fallback_outline, object_outline, outline_bounds
 
 __all__ = [
     "Features",
     "MatchDetector",
     "MatchResult",
     "describe",
-    "fallback_window",
+    "fallback_outline",
     "match_features",
     "match_pair",
-    "object_window",
+    "object_outline",
+    "outline_bounds",
 ]

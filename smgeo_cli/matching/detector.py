@@ -2,7 +2,7 @@
 
 It has the same interface as the SMGeo detector, so locating by matching
 reuses the tiling, GSD handling, merging and output: the photo is described
-and its object window found once, each reference tile is described once
+and its object outline found once, each reference tile is described once
 (and cached like the model's tile features), and every tile whose
 homography is trustworthy contributes one box scored by its inliers.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from smgeo_cli.matching.features import Features, describe
 from smgeo_cli.matching.matcher import match_features
-from smgeo_cli.matching.window import object_window
+from smgeo_cli.matching.window import object_outline
 
 # Tiles as large as the paper's references: a homography needs context.
 DEFAULT_TILE_SIZE = 1024
@@ -25,10 +25,10 @@ DEFAULT_GSD_M = 0.5
 
 @dataclass(frozen=True)
 class MatchQuery:
-    """A described photo: its features, the clicked object's window and the click, in photo pixels."""
+    """A described photo: its features, the clicked object's (N, 2) outline and the click, in photo pixels."""
 
     features: Features
-    window: tuple[float, float, float, float]
+    outline: np.ndarray
     click_xy: tuple[float, float]
 
 
@@ -52,7 +52,7 @@ class MatchDetector:
 
     def encode_query(self, photo_rgb: np.ndarray, click_xy: tuple[float, float]) -> MatchQuery:
         return MatchQuery(
-            describe(photo_rgb, max_side=self.query_max_side), object_window(photo_rgb, click_xy), tuple(click_xy)
+            describe(photo_rgb, max_side=self.query_max_side), object_outline(photo_rgb, click_xy), tuple(click_xy)
         )
 
     def encode_tiles(self, tiles_rgb: np.ndarray) -> list[Features]:
@@ -62,7 +62,7 @@ class MatchDetector:
         """One box (or none: no trustworthy homography) per tile, in tile pixels."""
         found = []
         for tile_features in encodings:
-            match = match_features(query.features, tile_features, query.click_xy, query.window)
+            match = match_features(query.features, tile_features, query.click_xy, query.outline)
             if match is None:
                 found.append((np.empty((0, 4)), np.empty(0)))
             else:

@@ -1,4 +1,4 @@
-"""The object window: the part of the query photo around the click that stands out as one thing.
+"""The object outline: the part of the query photo around the click that stands out as one thing.
 
 The rule, on a working copy of the photo ``WORK_SIDE`` pixels on its longer
 side (so that it does not depend on the photo's resolution):
@@ -23,12 +23,18 @@ side (so that it does not depend on the photo's resolution):
    tolerance adds nothing because real edges bound the region. On a tie the
    larger wins: the whole roof rather than one of its faces.
 
-When no candidate qualifies (a flat or busy image, an object cut by the
-border), the window is a square ``fallback_frac`` of the image's shorter side,
-centred on the click and shifted to lie inside the image.
+The outline is the object's convex hull, not its box: a homography carries
+a hull to the hull of the object on the ground, whose bounds are the object's
+box there, while the bounds of a carried box are too large by up to 2x a side
+when the photo's heading is diagonal to the reference's axes.
 
-Windows are (x1, y1, x2, y2) floats in query pixels, pixel edges: pixel
-(c, r) covers [c, c + 1) x [r, r + 1).
+When no candidate qualifies (a flat or busy image, an object cut by the
+border), the outline is the disc inscribed in a square ``fallback_frac`` of
+the image's shorter side, centred on the click and shifted to lie inside the
+image: an object of about that size, in no particular orientation.
+
+Outlines are (N, 2) float arrays and windows (x1, y1, x2, y2) floats, in query
+pixels, pixel edges: pixel (c, r) covers [c, c + 1) x [r, r + 1).
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ BRIDGE_PX = 3
 TOLERANCES = np.geomspace(4.0, 64.0, 13)
 # Smallest object as a fraction of the image area (60 working pixels of a 4:3 photo).
 MIN_AREA_FRAC = 3e-4
+# Vertices of the fallback disc: its bounds are still the fallback square.
+DISC_VERTICES = 32
 _EPS = 1e-6
 
 
@@ -75,6 +83,20 @@ def fallback_window(
     x1 = float(np.clip(click_xy[0] - side / 2, 0.0, width - side))
     y1 = float(np.clip(click_xy[1] - side / 2, 0.0, height - side))
     return x1, y1, x1 + side, y1 + side
+
+
+def fallback_outline(image_size: tuple[int, int], click_xy: Sequence[float], fallback_frac: float = 0.25) -> np.ndarray:
+    """(DISC_VERTICES, 2) polygon of the disc inscribed in ``fallback_window``."""
+    x1, y1, x2, y2 = fallback_window(image_size, click_xy, fallback_frac)
+    angles = np.linspace(0.0, 2 * np.pi, DISC_VERTICES, endpoint=False)
+    radius = (x2 - x1) / 2
+    return np.c_[(x1 + x2) / 2 + radius * np.cos(angles), (y1 + y2) / 2 + radius * np.sin(angles)]
+
+
+def outline_bounds(outline: np.ndarray) -> tuple[float, float, float, float]:
+    """(x1, y1, x2, y2) axis-aligned bounds of an (N, 2) polygon."""
+    (x1, y1), (x2, y2) = outline.min(axis=0), outline.max(axis=0)
+    return float(x1), float(y1), float(x2), float(y2)
 
 
 def check_click(image_size: tuple[int, int], click_xy: Sequence[float]) -> None:
@@ -124,14 +146,22 @@ def _most_stable(regions: list[np.ndarray], max_area_frac: float) -> np.ndarray 
     return best
 
 
-def object_window(
+def _pixel_hull(region: np.ndarray) -> np.ndarray:
+    """(N, 2) convex hull of a (H, W) bool region's pixel squares, pixel edges."""
+    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    centres = np.concatenate([contour.reshape(-1, 2) for contour in contours]).astype(np.float64)
+    pixel_corners = (centres[:, None, :] + np.array([[0, 0], [1, 0], [1, 1], [0, 1]])[None]).reshape(-1, 2)
+    return cv2.convexHull(pixel_corners.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+
+
+def object_outline(
     query: np.ndarray,
     click_xy: Sequence[float],
     *,
     max_area_frac: float = 0.25,
     fallback_frac: float = 0.25,
-) -> tuple[float, float, float, float]:
-    """Box around the object under the click, or the fallback square (the rule is in the module's docstring).
+) -> np.ndarray:
+    """Convex outline of the object under the click, or the fallback disc (the rule is in the module's docstring).
 
     Args:
         query: (H, W, 3) uint8 RGB or (H, W) uint8 grey photo.
@@ -140,7 +170,7 @@ def object_window(
         fallback_frac: side of the fallback square over the image's shorter side.
 
     Returns:
-        (x1, y1, x2, y2) in query pixels.
+        (N, 2) polygon vertices (x, y) in query pixels.
     """
     check_image(query, "query image")
     height, width = query.shape[:2]
@@ -152,6 +182,5 @@ def object_window(
     distance = _colour_distance(resize_to(query, size), seed) / np.maximum(prior, _EPS)
     region = _most_stable(_candidates(distance, seed), max_area_frac)
     if region is None:
-        return fallback_window((width, height), click_xy, fallback_frac)
-    rows, cols = np.nonzero(region)
-    return float(cols.min() / sx), float(rows.min() / sy), float((cols.max() + 1) / sx), float((rows.max() + 1) / sy)
+        return fallback_outline((width, height), click_xy, fallback_frac)
+    return _pixel_hull(region) / (sx, sy)
