@@ -20,7 +20,7 @@ import numpy as np
 
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, load_records
 from smgeo_cli.data.transforms import read_rgb
-from smgeo_cli.matching import describe, match_features, object_outline
+from smgeo_cli.matching import MatchDetector, describe, match_features
 from smgeo_cli.matching.matcher import MIN_INLIERS, RATIO
 from smgeo_cli.metrics import cvogl_iou
 
@@ -63,7 +63,8 @@ def main() -> None:
     pairs = 0
     for i, record in enumerate(records):
         photo = read_rgb(f"{args.root}/{QUERY_DIR}/{record.query_name}")
-        query, outline = describe(photo, max_side=1024), object_outline(photo, record.click_xy)
+        described = MatchDetector().encode_query(photo, record.click_xy)
+        query, outline = described.features, described.outline
         x, y, extent = squares[record.sat_name]
         # Squares that do not overlap: centres further apart, on some axis, than half their extents summed.
         others = [

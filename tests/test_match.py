@@ -10,8 +10,17 @@ import pytest
 import rasterio
 
 from smgeo_cli.errors import UsageError
-from smgeo_cli.matching import describe, fallback_outline, match_features, match_pair, object_outline, outline_bounds
-from smgeo_cli.matching.matcher import plausible, project, window_corners
+from smgeo_cli.matching import (
+    Features,
+    describe,
+    fallback_outline,
+    match_features,
+    match_pair,
+    object_outline,
+    outline_bounds,
+)
+from smgeo_cli.matching.features import QUERY_TILTS
+from smgeo_cli.matching.matcher import plausible, project, ratio_matches, window_corners
 
 AERIAL = Path(__file__).parent / "data" / "geo" / "test_tiled.tif"
 # Pixel-edge coordinates to OpenCV's pixel-centre coordinates.
@@ -31,8 +40,18 @@ def reference(aerial) -> np.ndarray:
     return aerial[200:800, 200:800]
 
 
-def view_of(reference: np.ndarray, angle_deg: float, scale: float, tilt: tuple[float, float], size: tuple[int, int]):
+def view_of(
+    reference: np.ndarray,
+    angle_deg: float,
+    scale: float,
+    tilt: tuple[float, float],
+    size: tuple[int, int],
+    squeeze: tuple[float, float] = (1.0, 0.0),
+):
     """A drone-like view of the reference: rotated, scaled, tilted (perspective), centred on it.
+
+    ``squeeze`` (factor, direction in degrees) compresses the ground along
+    one direction, as a camera ``arccos(1 / factor)`` off nadir sees it.
 
     Returns the (H, W, 3) view and the true homography from view pixels to
     reference pixels (pixel edges).
@@ -42,7 +61,10 @@ def view_of(reference: np.ndarray, angle_deg: float, scale: float, tilt: tuple[f
     rotate = np.array([[scale * np.cos(a), -scale * np.sin(a), 0.0], [scale * np.sin(a), scale * np.cos(a), 0.0], [0, 0, 1]])
     perspective = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [tilt[0], tilt[1], 1.0]])
     to_view = np.array([[1.0, 0.0, size[0] / 2], [0.0, 1.0, size[1] / 2], [0.0, 0.0, 1.0]])
-    reference_to_view = to_view @ perspective @ rotate @ centre
+    d = np.deg2rad(squeeze[1])
+    direction = np.array([[np.cos(d), -np.sin(d), 0.0], [np.sin(d), np.cos(d), 0.0], [0.0, 0.0, 1.0]])
+    squash = direction @ np.diag([1.0 / squeeze[0], 1.0, 1.0]) @ direction.T
+    reference_to_view = to_view @ perspective @ rotate @ squash @ centre
     warp = _EDGE_TO_CENTRE @ reference_to_view @ np.linalg.inv(_EDGE_TO_CENTRE)
     view = cv2.warpPerspective(reference, warp, size, flags=cv2.INTER_LINEAR)
     return view, np.linalg.inv(reference_to_view)
@@ -95,11 +117,36 @@ def test_clicks_map_through_a_known_homography_within_two_pixels(reference, tilt
         assert 0.5 < result.score <= 1.0
 
 
+def test_a_view_60_degrees_off_nadir_matches_through_simulated_tilts(reference):
+    # The ground squeezed 2.5 times across a diagonal (66 degrees off nadir): SIFT alone finds no fit.
+    view, truth = view_of(reference, angle_deg=20.0, scale=1.4, tilt=(0.0, 0.0), size=(800, 600), squeeze=(2.5, 30.0))
+    click = (400.0, 300.0)
+    outline = object_outline(view, click)
+    tile = describe(reference)
+    assert match_features(describe(view, max_side=512), tile, click, outline) is None
+    result = match_features(describe(view, max_side=512, tilts=QUERY_TILTS), tile, click, outline)
+    assert result is not None
+    expected = project(truth, np.array([click]))[0][0]
+    assert np.hypot(*(np.array(result.click_xy) - expected)) < 2.0
+
+
+def test_repeated_keypoints_count_as_one_match(reference, tilted_view):
+    # Simulated views find one point several times: each copy must not pass as another inlier.
+    query = describe(tilted_view[0], max_side=512)
+    tripled = Features(np.repeat(query.keypoints, 3, axis=0), np.repeat(query.descriptors, 3, axis=0),
+                       query.image_size, query.work_scale)  # fmt: skip
+    tile = describe(reference)
+    once, _ = ratio_matches(query, tile, 0.8)
+    thrice, _ = ratio_matches(tripled, tile, 0.8)
+    assert len(once) > 50 and len(thrice) == len(once)
+
+
 def test_match_pair_agrees_with_the_cached_path(reference, tilted_view):
     view, truth = tilted_view
     click = (400.0, 300.0)
     result = match_pair(view, reference, click, query_max_side=512)
-    cached = match_features(describe(view, max_side=512), describe(reference), click, object_outline(view, click))
+    described = describe(view, max_side=512, tilts=QUERY_TILTS)
+    cached = match_features(described, describe(reference), click, object_outline(view, click))
     assert result is not None and cached is not None
     np.testing.assert_allclose(result.click_xy, cached.click_xy, atol=1e-6)
     assert result.inliers == cached.inliers

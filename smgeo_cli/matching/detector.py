@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from smgeo_cli.matching.features import Features, describe
+from smgeo_cli.matching.features import QUERY_TILTS, Features, describe
 from smgeo_cli.matching.matcher import match_features
 from smgeo_cli.matching.window import object_outline
 
@@ -52,7 +52,9 @@ class MatchDetector:
 
     def encode_query(self, photo_rgb: np.ndarray, click_xy: tuple[float, float]) -> MatchQuery:
         return MatchQuery(
-            describe(photo_rgb, max_side=self.query_max_side), object_outline(photo_rgb, click_xy), tuple(click_xy)
+            describe(photo_rgb, max_side=self.query_max_side, tilts=QUERY_TILTS),
+            object_outline(photo_rgb, click_xy),
+            tuple(click_xy),
         )
 
     def encode_tiles(self, tiles_rgb: np.ndarray) -> list[Features]:
