@@ -25,6 +25,7 @@ from smgeo_cli.data.geometry import apply_homography, translation, warp_square
 from smgeo_cli.data.transforms import read_rgb
 from smgeo_cli.geo.coords import xy_to_pixel
 from smgeo_cli.geo.raster import open_reference, read_window
+from smgeo_cli.matching.matcher import window_corners
 from smgeo_cli.metrics import cvogl_iou
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "data"
@@ -38,11 +39,6 @@ def _homography(row: dict[str, str]) -> np.ndarray:
 
 def _pixel_box(row: dict[str, str]) -> tuple[float, float, float, float]:
     return tuple(float(row[key]) for key in ("x1", "y1", "x2", "y2"))
-
-
-def _corners(box: tuple[float, float, float, float]) -> np.ndarray:
-    x1, y1, x2, y2 = box
-    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +82,7 @@ def test_clicks_csv_loads_as_a_batch_matching_the_truth():
 @pytest.mark.parametrize("row", TRUTH, ids=lambda row: row["image"])
 def test_true_box_seen_through_the_render_homography_surrounds_the_click(row):
     homography = _homography(row)
-    seen = apply_homography(homography, _corners(_pixel_box(row)))
+    seen = apply_homography(homography, window_corners(_pixel_box(row)))
     click = (float(row["click_x"]), float(row["click_y"]))
     assert np.all((seen >= 0) & (seen <= 512)), "the whole object is in view"
     assert cv2.pointPolygonTest(seen.astype(np.float32), click, measureDist=True) > 5.0
@@ -113,7 +109,7 @@ def test_photo_pixels_agree_with_the_reference_through_the_homography(reference,
     grey = read_window(reference, Window(0, 0, reference.width, reference.height), (reference.height, reference.width))[0]
     photo = _edges(cv2.cvtColor(read_rgb(EXAMPLE / row["image"]), cv2.COLOR_RGB2GRAY))
     homography = _homography(row)
-    seen = np.round(apply_homography(homography, _corners(_pixel_box(row)))).astype(np.int32)
+    seen = np.round(apply_homography(homography, window_corners(_pixel_box(row)))).astype(np.int32)
     near = cv2.dilate(cv2.fillPoly(np.zeros(photo.shape, np.uint8), [seen], 1), np.ones((61, 61), np.uint8)) > 0
 
     def correlation(h: np.ndarray) -> float:

@@ -92,10 +92,14 @@ def _equalised_grey(image: np.ndarray) -> np.ndarray:
     return clahe.apply(np.ascontiguousarray(grey))
 
 
-def _detection_mask(valid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    small = resize_to(valid.astype(np.uint8) * 255, size, cv2.INTER_NEAREST)
+def _away_from_no_data(mask: np.ndarray) -> np.ndarray:
+    """A uint8 detection mask shrunk ``VALID_MARGIN_PX`` from its zeros; the array's own edge is not no-data."""
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * VALID_MARGIN_PX + 1, 2 * VALID_MARGIN_PX + 1))
-    return cv2.erode(small, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=255)
+    return cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=255)
+
+
+def _detection_mask(valid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return _away_from_no_data(resize_to(valid.astype(np.uint8) * 255, size, cv2.INTER_NEAREST))
 
 
 def root_sift(descriptors: np.ndarray) -> np.ndarray:
@@ -142,8 +146,7 @@ def _tilted_view(
     view = cv2.resize(rotated, size, interpolation=cv2.INTER_LINEAR)
     on_image = np.full_like(grey, 255) if mask is None else mask
     view_mask = cv2.warpAffine(on_image, to_view[:2], size, flags=cv2.INTER_NEAREST)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * VALID_MARGIN_PX + 1, 2 * VALID_MARGIN_PX + 1))
-    return view, cv2.erode(view_mask, kernel), to_view
+    return view, _away_from_no_data(view_mask), to_view
 
 
 def describe(
