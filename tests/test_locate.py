@@ -22,12 +22,14 @@ from rasterio.transform import Affine, from_origin
 from conftest import run_cli
 from raster_factory import UTM_33N, write_geotiff, write_photo
 from smgeo_cli.commands import locate_cmd
+from smgeo_cli.data.toy import write_toy_dataset
 from smgeo_cli.errors import NoDataError
 from smgeo_cli.geo.coords import pixel_to_lonlat
 from smgeo_cli.geo.raster import open_reference
 from smgeo_cli.geo.search_area import full_window
 from smgeo_cli.geo.tiling import plan_tiles, tile_box_to_raster
 from smgeo_cli.locate import SearchArea, locate
+from smgeo_cli.model import weights as weights_module
 from smgeo_cli.preview import PREVIEW_HEIGHT
 from stand_ins import GSD, TILE, BrightBoxDetector, FixedBoxDetector
 
@@ -244,11 +246,24 @@ def test_cli_errors_are_one_line_with_their_exit_code(tmp_path, monkeypatch, cap
     assert stderr.startswith("smgeo: error: ") and stderr.count("\n") == 1 and words in stderr
 
 
-def test_cli_without_weights_or_bundled_model_asks_for_weights(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(locate_cmd, "BUNDLED_WEIGHTS", tmp_path / "smgeo-nano-bundled")
-    args = ["locate", write_photo(tmp_path / "p.jpg"), "--click", "1,1", "--ref", _raster(tmp_path / "r.tif", (50, 50))]
+@pytest.mark.parametrize("command", ["locate", "eval"])
+def test_cli_without_weights_or_bundled_model_asks_for_weights(command, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(weights_module, "BUNDLED_WEIGHTS", tmp_path / "smgeo-nano-bundled")
+    if command == "locate":
+        photo, raster = write_photo(tmp_path / "p.jpg"), _raster(tmp_path / "r.tif", (50, 50))
+        args = ["locate", photo, "--click", "1,1", "--ref", raster]
+    else:
+        write_toy_dataset(tmp_path / "toy", 1, splits=("test",), query_size=64, ref_size=128)
+        args = ["eval", tmp_path / "toy", "--method", "smgeo"]
     code, _, stderr = run_cli(monkeypatch, capsys, *args)
     assert code == 5 and "--weights" in stderr and stderr.count("\n") == 1
+
+
+def test_eval_without_weights_scores_the_bundled_model(tmp_path, monkeypatch, capsys):
+    write_toy_dataset(tmp_path / "toy", 2, splits=("test",), query_size=64, ref_size=128)
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "eval", tmp_path / "toy", "--method", "smgeo", "--json", "-q")
+    assert code == 0, stderr
+    assert json.loads(stdout)["n"] == 4  # two scenes, a pair per object
 
 
 @pytest.mark.slow

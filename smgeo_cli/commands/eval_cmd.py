@@ -18,23 +18,21 @@ from smgeo_cli.commands.options import (
     LimitOption,
     Method,
     QuietOption,
+    WeightsOption,
 )
 from smgeo_cli.commands.progress import progress_bar
 from smgeo_cli.data.cvogl import CVOGLDataset, load_records
 from smgeo_cli.device import resolve_device
-from smgeo_cli.errors import UsageError
 from smgeo_cli.evaluate import evaluate, first_found, match_boxes, predict_boxes
 from smgeo_cli.io import write_text_atomic
-from smgeo_cli.model.weights import load_model
+from smgeo_cli.model.weights import load_model, weights_folder
 
 
 def eval_command(
     data_root: Path = DataRootArgument,
     split: str = typer.Option("test", "--split", help="Which <Name>_<split>.pth to evaluate."),
     method: Method = EvalMethodOption,
-    weights: Path = typer.Option(
-        None, "--weights", help="Weights folder (config.json + model.safetensors); --method smgeo or auto."
-    ),
+    weights: Path = WeightsOption,
     json_output: bool = JsonOption,
     predictions_out: Path = typer.Option(
         None, "--predictions-out", help="Write one JSON line a sample: id, box (satellite pixels), score, iou."
@@ -46,11 +44,7 @@ def eval_command(
 ) -> None:
     """Evaluate like the CVOGL reference: top box per sample, acc@0.25, acc@0.5, mIoU, per category."""
     if method.uses_model:
-        if weights is None:
-            raise UsageError(
-                f"--method {method.value} needs --weights DIR (a folder with config.json and model.safetensors)"
-            )
-        model = load_model(weights, resolve_device(device))
+        model = load_model(weights_folder(weights), resolve_device(device))
         config = model.config
         dataset = CVOGLDataset(data_root, split, config.query_size, config.ref_size, limit=limit)
         records = dataset.records

@@ -11,15 +11,12 @@ import typer
 from smgeo_cli.commands.options import DeviceOption, Method, MethodOption, QuietOption, VerifyOption, WeightsOption
 from smgeo_cli.commands.progress import progress_bar, stderr_console
 from smgeo_cli.device import resolve_device, set_cpu_threads
-from smgeo_cli.errors import InputFileError, UsageError, WeightsError
+from smgeo_cli.errors import InputFileError, UsageError
 from smgeo_cli.geo.output import GEOJSON_SUFFIXES, OGR_DRIVERS, geojson_text, write_features
 from smgeo_cli.locate import DEFAULT_SEARCH_RADIUS_M, SearchArea, SMGeoDetector, TileDetector, locate_first_found
 from smgeo_cli.matching import MatchDetector
-from smgeo_cli.model.config import MODELS_DIR
-from smgeo_cli.model.weights import load_model
+from smgeo_cli.model.weights import load_model, weights_folder
 from smgeo_cli.preview import write_preview
-
-BUNDLED_WEIGHTS = MODELS_DIR / "smgeo-nano-bundled"
 
 
 def _numbers(text: str, counts: tuple[int, ...], option: str, example: str, kind: type = float) -> tuple:
@@ -41,17 +38,6 @@ def _check_output(path: Path, suffixes: tuple[str, ...], option: str) -> None:
         raise InputFileError(f"{option} {path}: folder {path.parent} does not exist")
 
 
-def _weights_folder(weights: Path | None) -> Path:
-    if weights is not None:
-        return weights
-    if BUNDLED_WEIGHTS.is_dir():
-        return BUNDLED_WEIGHTS
-    raise WeightsError(
-        f"no bundled model at {BUNDLED_WEIGHTS}: pass --weights DIR, a folder with config.json and "
-        "model.safetensors (e.g. runs/<name>/best from `smgeo train`)"
-    )
-
-
 def method_detectors(method: Method, weights: Path | None, device: str | torch.device) -> list[TileDetector]:
     """The detectors ``method`` tries in turn: the matcher, the model, or the matcher then the model.
 
@@ -62,7 +48,7 @@ def method_detectors(method: Method, weights: Path | None, device: str | torch.d
         detectors.append(MatchDetector())
     if method.uses_model:
         torch_device = device if isinstance(device, torch.device) else resolve_device(device)
-        detectors.append(SMGeoDetector(load_model(_weights_folder(weights), torch_device)))
+        detectors.append(SMGeoDetector(load_model(weights_folder(weights), torch_device)))
     return detectors
 
 

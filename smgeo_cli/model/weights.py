@@ -15,11 +15,24 @@ from safetensors.torch import save_model
 
 from smgeo_cli.errors import WeightsError
 from smgeo_cli.io import replace_atomically
-from smgeo_cli.model.config import SMGeoConfig
+from smgeo_cli.model.config import MODELS_DIR, SMGeoConfig
 from smgeo_cli.model.smgeo import SMGeo
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+BUNDLED_WEIGHTS = MODELS_DIR / "smgeo-nano-bundled"
+
+
+def weights_folder(weights: Path | None) -> Path:
+    """``weights`` as given, else the bundled model's folder; WeightsError when neither exists."""
+    if weights is not None:
+        return weights
+    if BUNDLED_WEIGHTS.is_dir():
+        return BUNDLED_WEIGHTS
+    raise WeightsError(
+        f"no bundled model at {BUNDLED_WEIGHTS}: pass --weights DIR, a folder with config.json and "
+        "model.safetensors (e.g. runs/<name>/best from `smgeo train`)"
+    )
 
 
 def save_weights(model: SMGeo, folder: Path, half: bool = False, metadata: dict[str, str] | None = None) -> None:
