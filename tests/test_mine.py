@@ -8,10 +8,17 @@ import pytest
 from rasterio.transform import from_origin
 
 from conftest import run_cli
-from raster_factory import write_geotiff
+from raster_factory import write_geotiff, write_photo
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset, load_records, read_homographies
 from smgeo_cli.data.geometry import apply_homography, translation, warp_square
-from smgeo_cli.data.mine import CATEGORY, deal_photos, mine_photos, mine_reference
+from smgeo_cli.data.mine import (
+    CATEGORY,
+    deal_photos,
+    mine_photos,
+    mine_reference,
+    neighbour_pairs,
+    photo_positions,
+)
 from smgeo_cli.data.transforms import read_rgb
 from smgeo_cli.errors import UsageError
 
@@ -106,6 +113,38 @@ def test_splits_take_runs_of_consecutive_photos():
         assert splits[first : first + 2] == [split, split]
     with pytest.raises(UsageError, match="too few"):
         deal_photos(3, {"train": 8, "val": 1, "test": 1}, rng, min_run=2)
+
+
+def test_photos_pair_with_their_nearest_shots_in_order_or_by_gps(tmp_path):
+    in_order = np.arange(5, dtype=float)[:, None]
+    assert neighbour_pairs(in_order, 1) == [(0, 1), (1, 2), (2, 3), (3, 4)]
+    two = neighbour_pairs(in_order, 2)
+    assert {(i, i + 1) for i in range(4)} <= set(two) and max(b - a for a, b in two) == 2
+    assert len(neighbour_pairs(in_order, 0)) == len(neighbour_pairs(in_order, 4)) == 10  # every pair
+
+    # Given out of flight order: the first and last shots were taken 20 m apart, the middle one 500 m away.
+    lat, lon = 46.8426, -91.9945
+    metres_east = (0.0, 500.0, 20.0)
+    paths = [
+        write_photo(tmp_path / f"{i}.jpg", latlon=(lat, lon + east / (111_195.0 * np.cos(np.radians(lat)))))
+        for i, east in enumerate(metres_east)
+    ]
+    positions = photo_positions(paths)
+    assert np.allclose(positions[:, 0], metres_east, atol=0.5) and np.allclose(positions[:, 1], 0.0, atol=0.5)
+    assert neighbour_pairs(positions, 1) == [(0, 2), (1, 2)]
+    # One photo without GPS: the order given stands in for all.
+    paths[1] = write_photo(tmp_path / "no_gps.jpg")
+    assert photo_positions(paths).tolist() == [[0.0], [1.0], [2.0]]
+
+
+def test_cli_matches_each_photo_with_its_neighbours_only(tmp_path, monkeypatch, capsys):
+    args = ["--n", "2", "--val-frac", "0", "--test-frac", "0", "--ref-size", str(REF), "--query-size", str(QUERY), "-q"]
+    code, out, _ = run_cli(monkeypatch, capsys, "synth", "--mine", *PHOTOS, "--out", tmp_path / "a", *args)
+    assert code == 0 and "3 image pairs tried" in out
+    code, out, _ = run_cli(monkeypatch, capsys, "synth", "--mine", *PHOTOS, "--neighbours", "1", "--out", tmp_path / "b", *args)
+    assert code == 0 and "2 image pairs tried" in out  # first-second and second-third: the ends are not tried
+    code, _, err = run_cli(monkeypatch, capsys, "synth", *PHOTOS, "--neighbours", "1", "--out", tmp_path / "c", *args)
+    assert code == 2 and "--neighbours goes with --mine" in err
 
 
 def test_reference_raster_mode_names_tiles_by_ground_and_splits_by_photo(tmp_path):

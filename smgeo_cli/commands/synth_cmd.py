@@ -8,7 +8,7 @@ import typer
 
 from smgeo_cli.commands.options import QuietOption
 from smgeo_cli.commands.progress import progress_bar
-from smgeo_cli.data.mine import mine_photos, mine_reference
+from smgeo_cli.data.mine import NEIGHBOURS, mine_photos, mine_reference
 from smgeo_cli.data.synth import DEFAULT_GSD_M, split_counts, write_synth_dataset
 from smgeo_cli.errors import UsageError
 
@@ -34,11 +34,20 @@ def synth_command(
     photo_scale: float = typer.Option(
         None, "--photo-scale", help="With --mine: photo pixels per tile pixel; objects are 20-300 tile px (default 1)."
     ),
+    neighbours: int = typer.Option(
+        None,
+        "--neighbours",
+        help=f"With --mine (photos only): match each photo with its K nearest, by GPS, else by order (default "
+        f"{NEIGHBOURS}; 0: every pair).",
+        metavar="K",
+    ),
     quiet: bool = QuietOption,
 ) -> None:
     """Write training pairs: an object-like region in a reference tile and a drone view of it (rendered or mined)."""
     if not mine and (ref is not None or photo_scale is not None):
         raise UsageError("--ref and --photo-scale go with --mine")
+    if neighbours is not None and (not mine or ref is not None):
+        raise UsageError("--neighbours goes with --mine on photos alone (with --ref each photo is matched to the raster)")
     if mine and ref is None and gsd is not None:
         raise UsageError("--gsd sets the tile GSD of rasters; with --mine use --photo-scale, or --gsd with --ref")
     photo_scale = 1.0 if photo_scale is None else photo_scale
@@ -60,7 +69,10 @@ def synth_command(
         if not mine:
             summary = write_synth_dataset(rasters, out, n, gsd_m=gsd, **options)
         elif ref is None:
-            summary = mine_photos(rasters, out, n, photo_scale=photo_scale, on_match=matched, **options)
+            summary = mine_photos(
+                rasters, out, n, photo_scale=photo_scale, neighbours=NEIGHBOURS if neighbours is None else neighbours,
+                on_match=matched, **options,
+            )
         else:
             summary = mine_reference(
                 rasters, ref, out, n, gsd_m=gsd, photo_scale=photo_scale, on_match=matched, **options

@@ -13,8 +13,9 @@ flat, as it is for any real pair.
 
 Two sources of pairs:
 
-- photos of one flight (``mine_photos``): every two photos of a split are
-  matched; a strong fit gives pairs both ways (tile from either photo).
+- photos of one flight (``mine_photos``): each photo is matched with its
+  nearest photos of the same split (by EXIF GPS, else by the order given);
+  a strong fit gives pairs both ways (tile from either photo).
 - photos and a georeferenced raster (``mine_reference``): each photo is
   matched against the raster around its EXIF GPS position when it has one on
   the raster (else the whole raster); tiles come from the raster and are
@@ -65,7 +66,7 @@ from smgeo_cli.data.synth import (
     tile_name,
 )
 from smgeo_cli.data.transforms import read_rgb
-from smgeo_cli.errors import GeoreferenceError, NoDataError, UsageError
+from smgeo_cli.errors import GeoreferenceError, InputFileError, NoDataError, UsageError
 from smgeo_cli.geo.exif import read_photo_pose
 from smgeo_cli.geo.raster import ReferenceRaster, open_reference, read_env
 from smgeo_cli.geo.search_area import circle_window, full_window
@@ -86,6 +87,11 @@ AREA_FEATURES = 8000
 # A raster search area wider than this many tile pixels is too slow to match.
 MAX_AREA_PX = 6000
 CATEGORY = "mined"
+# A photo of a mapping flight overlaps a few shots along its line and on the lines beside it; matching
+# every two photos instead costs n^2 / 2 fits (about an hour for 300 photos on two CPU cores).
+NEIGHBOURS = 10
+# Metres per degree of latitude (mean); a degree of longitude is this times cos(latitude).
+M_PER_DEGREE = 111_195.0
 
 
 @dataclass(frozen=True)
@@ -284,6 +290,43 @@ def deal_photos(n_photos: int, counts: dict[str, int], rng: np.random.Generator,
     return splits
 
 
+def photo_positions(paths: Sequence[str | PathLike[str]]) -> np.ndarray:
+    """(n, 2) east and north metres of each photo's EXIF GPS position, or (n, 1) its place in ``paths``.
+
+    The order given stands in unless every photo has a position: shots of
+    one flight, given in capture order, overlap their neighbours in it.
+    """
+    poses = []
+    for path in paths:
+        try:
+            poses.append(read_photo_pose(path))
+        except InputFileError:
+            poses.append(None)  # unreadable GPS: only the pairing falls back to the order
+    if any(pose is None for pose in poses):
+        return np.arange(len(paths), dtype=np.float64)[:, None]
+    lat = np.array([pose.lat for pose in poses])
+    lon = np.array([pose.lon for pose in poses])
+    east = (lon - lon[0]) * M_PER_DEGREE * np.cos(np.radians(lat.mean()))
+    return np.stack([east, (lat - lat[0]) * M_PER_DEGREE], axis=1)
+
+
+def neighbour_pairs(positions: np.ndarray, k: int) -> list[tuple[int, int]]:
+    """Index pairs (a < b) where one is among the other's k nearest ``positions`` ((n, d)); all pairs if k is 0.
+
+    Ties go to the lower index, so photos in order pair with the ones before
+    them first.
+    """
+    n = len(positions)
+    if k == 0 or k >= n - 1:
+        return [(a, b) for a in range(n) for b in range(a + 1, n)]
+    pairs = set()
+    for a in range(n):  # a row at a time: a flight of 10,000 photos needs no n x n matrix
+        distances = np.linalg.norm(positions - positions[a], axis=1)
+        distances[a] = np.inf
+        pairs.update((min(a, int(b)), max(a, int(b))) for b in np.argsort(distances, kind="stable")[:k])
+    return sorted(pairs)
+
+
 def _photo_link(source: _Photo, target: _Photo, homography: np.ndarray, ref_size: int, inliers: int) -> Link:
     """Tiles from source, queries from target; homography maps source to target working pixels."""
     return Link(
@@ -368,17 +411,21 @@ def mine_photos(
     ref_size: int = 1024,
     photo_scale: float = 1.0,
     min_inliers: int = MIN_INLIERS,
+    neighbours: int = NEIGHBOURS,
     name: str = "Mined",
     on_match: Callable[[int, int], None] | None = None,
     on_pair: Callable[[str], None] | None = None,
 ) -> MineSummary:
     """Write n pairs mined from overlapping photos of one flight in the CVOGL layout under out.
 
-    Every two photos of a split are matched (on_match(done, total) after
-    each); pairs are spread at random over the strong fits, both ways. Output
-    depends only on the inputs and seed.
+    Each photo is matched with its ``neighbours`` nearest photos of its split
+    (``photo_positions``; 0: with every photo of its split), calling
+    on_match(done, total) after each fit; pairs are spread at random over the
+    strong fits, both ways. Output depends only on the inputs and seed.
     """
     _check_options(photos, n, val_frac, test_frac, photo_scale)
+    if neighbours < 0:
+        raise UsageError(f"--neighbours must be 0 (every pair) or more, got {neighbours}")
     if len(photos) < 2:
         raise UsageError(f"--mine needs at least 2 overlapping photos, got {len(photos)}")
     counts = split_counts(n, val_frac, test_frac)
@@ -390,7 +437,11 @@ def mine_photos(
                 f"{photo.path} is {photo.image.shape[1]}x{photo.image.shape[0]} px at --photo-scale {photo_scale}, "
                 f"smaller than --ref-size {ref_size}; lower --ref-size or --photo-scale"
             )
-    candidates = [(a, b) for a in range(len(loaded)) for b in range(a + 1, len(loaded)) if splits[a] == splits[b]]
+    positions = photo_positions(photos)
+    candidates = []
+    for split in SPLITS:
+        members = [i for i, photo_split in enumerate(splits) if photo_split == split]
+        candidates += [(members[a], members[b]) for a, b in neighbour_pairs(positions[members], neighbours)]
     links: dict[str, list[Link]] = {split: [] for split in SPLITS}
     tried: dict[str, int] = {split: 0 for split in SPLITS}
     for done, (a, b) in enumerate(candidates, 1):
