@@ -60,7 +60,8 @@ def bbox_window(
     window = _clip(raster, cols, rows)
     if window is None:
         raise GeoreferenceError(
-            f"bbox {minx},{miny},{maxx},{maxy} does not overlap raster {raster.path} ({_describe_bounds(raster)})"
+            f"bbox {minx},{miny},{maxx},{maxy} does not overlap raster {raster.path} ({_describe_bounds(raster)}); "
+            "give a --bbox inside those bounds (in --bbox-crs)"
         )
     return window
 
@@ -83,6 +84,7 @@ def circle_window(raster: ReferenceRaster, lon: float, lat: float, radius_m: flo
         window = _clip(raster, *world_to_pixel(raster.crs, raster.transform, lons, lats))
     if window is None:
         raise GeoreferenceError(
-            f"GPS position {lon:.7f},{lat:.7f} is outside raster {raster.path} ({_describe_bounds(raster)})"
+            f"GPS position {lon:.7f},{lat:.7f} is outside raster {raster.path} ({_describe_bounds(raster)}); "
+            "give a raster of the photo's ground, or --no-gps to search all of this one"
         )
     return window
