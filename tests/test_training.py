@@ -200,8 +200,6 @@ def test_eval_auto_takes_the_matchers_fit_and_the_models_box_where_matching_find
     assert 0 < sum(matched) < len(matched)  # both sources are exercised
     for found, match, model, auto in zip(matched, rows["match"], rows["smgeo"], rows["auto"]):
         assert auto["box"] == (match if found else model)["box"]
-    no_weights = run_smgeo("eval", str(toy_root), "--split", "train", "--method", "auto")
-    assert no_weights.returncode == 2 and "--method auto needs --weights" in no_weights.stderr
 
 
 def test_init_weights_start_a_run_at_another_reference_size(toy_root, tiny_config_file, tmp_path):
