@@ -88,7 +88,7 @@ AREA_FEATURES = 8000
 MAX_AREA_PX = 6000
 CATEGORY = "mined"
 # A photo of a mapping flight overlaps a few shots along its line and on the lines beside it; matching
-# every two photos instead costs n^2 / 2 fits (about an hour for 300 photos on two CPU cores).
+# every two photos instead costs n^2 / 2 fits (measured 0.14 s a fit on two CPU cores: 100 minutes for 300 photos).
 NEIGHBOURS = 10
 # Metres per degree of latitude (mean); a degree of longitude is this times cos(latitude).
 M_PER_DEGREE = 111_195.0
