@@ -3,7 +3,9 @@
 Describes PHOTO (a full-size drone photo; default: a 4000 x 3000 crop-and-tile of
 the test aerial, for a run without one) at the matcher's working size with and
 without ``QUERY_TILTS``, and times ``match_features`` of each description against
-one 1024 px reference tile. Prints medians over ``--repeats`` runs and their ratios.
+one 1024 px reference tile; then what ``MatchDetector.encode_query`` costs for
+a photo's first click and for another click on the same photo (its features
+reused). Prints medians over ``--repeats`` runs and their ratios.
 
     python benchmarks/match_query_cost.py [PHOTO] [--repeats 5]
 """
@@ -19,7 +21,7 @@ import numpy as np
 import rasterio
 
 from smgeo_cli.data.transforms import read_rgb
-from smgeo_cli.matching import describe, match_features, object_outline
+from smgeo_cli.matching import MatchDetector, describe, match_features, object_outline
 from smgeo_cli.matching.features import QUERY_TILTS
 
 AERIAL = Path(__file__).parent.parent / "tests" / "data" / "geo" / "test_tiled.tif"
@@ -57,6 +59,12 @@ def main() -> None:
         print(f"| {name} | {len(query)} | {describe_s:.3f} | {match_s:.3f} |")
     (plain_describe, plain_match), (tilted_describe, tilted_match) = rows.values()
     print(f"ratios, tilted / plain: describe {tilted_describe / plain_describe:.2f}, match {tilted_match / plain_match:.2f}")
+    first_s, _ = median_seconds(lambda: MatchDetector().encode_query(photo, click), args.repeats)
+    matcher = MatchDetector()
+    matcher.encode_query(photo, click)
+    again_s, _ = median_seconds(lambda: matcher.encode_query(photo, (click[0] / 2, click[1] / 2)), args.repeats)
+    print(f"encode_query: first click {first_s:.3f} s, another click on the same photo {again_s:.3f} s "
+          f"(x{first_s / again_s:.1f})")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from smgeo_cli.geo.output import Detection, Feature, make_feature
 from smgeo_cli.geo.raster import ReferenceRaster, open_reference, read_env
 from smgeo_cli.geo.search_area import bbox_window, circle_window, full_window
 from smgeo_cli.geo.tiling import Tile, iter_tiles, nms, plan_grid_tiles, plan_tiles, tile_box_to_raster
+from smgeo_cli.matching import MatchDetector
 from smgeo_cli.model.head import decode_detections
 from smgeo_cli.model.smgeo import SMGeo
 from smgeo_cli.verify import VERIFY_KEYS, verify_hits
@@ -426,6 +427,7 @@ def locate(
     pose: PhotoPose | None = None,
     snap_tiles: bool = False,
     verify: bool = False,
+    verifier: MatchDetector | None = None,
     cache: MutableMapping | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> LocateResult:
@@ -441,8 +443,9 @@ def locate(
     ``snap_tiles`` the tiles come from one raster-wide grid instead of being
     fitted to the search window, so calls whose search areas overlap share
     tiles, and with them cached encodings. With ``verify`` every hit is
-    checked by the matcher (:mod:`smgeo_cli.verify`) and its features carry
-    ``verified``, ``verify_inliers`` and ``verify_distance_m``.
+    checked by the matcher (:mod:`smgeo_cli.verify`; ``verifier``, else a
+    default one) and its features carry ``verified``, ``verify_inliers`` and
+    ``verify_distance_m``.
 
     Raises InputFileError for unreadable files, GeoreferenceError for a
     raster without georeferencing or a search area off the raster,
@@ -477,7 +480,7 @@ def locate(
                 "it is all nodata or masked there; widen the area or check the raster's nodata value"
             )
         scan_end = time.perf_counter()
-        checks = verify_hits(raster, detections, photo_rgb, click_xy) if verify else []
+        checks = verify_hits(raster, detections, photo_rgb, click_xy, verifier) if verify else []
         extras = [check.properties() for check in checks] or [None] * len(detections)
         features = [
             make_feature(raster, d, query=str(photo), click=click_xy, model=detector.name, extra=extra)
@@ -518,10 +521,15 @@ def locate_first_found(
     homography fit is the better answer where one exists (same sensor,
     shared texture), and the model's best guess stands where matching finds
     none (other seasons, sensors, strong perspective). The result's
-    ``model`` names the detector that answered.
+    ``model`` names the detector that answered. A matcher among
+    ``detectors`` also checks the hits under ``verify``, so the photo is
+    described once.
     """
     if not detectors:
         raise UsageError("no detector to locate with")
+    matchers = [detector for detector in detectors if isinstance(detector, MatchDetector)]
+    if matchers:
+        options.setdefault("verifier", matchers[0])
     for detector in detectors[:-1]:
         result = locate(photo, click_xy, raster_path, detector, **options)
         if result.detections:

@@ -15,8 +15,8 @@ from PIL import Image
 from smgeo_cli.data.transforms import read_rgb
 from smgeo_cli.geo.output import Detection
 from smgeo_cli.geo.raster import open_reference
-from smgeo_cli.locate import SearchArea, locate
-from smgeo_cli.matching import MatchDetector
+from smgeo_cli.locate import SearchArea, locate, locate_first_found
+from smgeo_cli.matching import MatchDetector, detector
 from smgeo_cli.verify import verify_hits
 
 RASTER = Path(__file__).parent / "data" / "geo" / "test_tiled.tif"  # 1000 x 1000, 0.25 m, EPSG:28992
@@ -98,3 +98,46 @@ def test_verify_confirms_a_hit_on_the_clicked_ground_and_rejects_one_elsewhere(t
     assert confirmed.confirmed and confirmed.inliers >= 12 and confirmed.distance_m < 2.0  # 0.25 m pixels
     assert not rejected.confirmed
     assert set(confirmed.properties()) == {"verified", "verify_inliers", "verify_distance_m"}
+
+
+def _counting_photo_descriptions(monkeypatch) -> list[int]:
+    """Count the descriptions of photos (the ones with simulated oblique views) the matcher makes."""
+    calls = []
+    original = detector.describe
+
+    def counted(image, **kwargs):
+        if kwargs.get("tilts"):  # tiles are described plain
+            calls.append(image.shape)
+        return original(image, **kwargs)
+
+    monkeypatch.setattr(detector, "describe", counted)
+    return calls
+
+
+def test_more_clicks_on_one_photo_describe_it_once(tmp_path, monkeypatch):
+    calls = _counting_photo_descriptions(monkeypatch)
+    with rasterio.open(RASTER) as src:
+        rgb = np.moveaxis(src.read([1, 2, 3]), 0, -1)
+    drone_view_of(rgb, (610.0, 380.0), tmp_path / "a.jpg")
+    drone_view_of(rgb, (400.0, 620.0), tmp_path / "b.jpg")
+    matcher = MatchDetector()
+    first = matcher.encode_query(read_rgb(tmp_path / "a.jpg"), (100.0, 100.0))
+    second = matcher.encode_query(read_rgb(tmp_path / "a.jpg"), (300.0, 200.0))  # read again: same pixels
+    assert len(calls) == 1 and second.features is first.features and second.click_xy == (300.0, 200.0)
+    assert not np.array_equal(first.outline, second.outline)  # each click still gets its own object
+    matcher.encode_query(read_rgb(tmp_path / "b.jpg"), (100.0, 100.0))
+    assert len(calls) == 2
+
+
+def test_auto_with_verify_describes_the_photo_once(tmp_path, monkeypatch):
+    calls = _counting_photo_descriptions(monkeypatch)
+    with rasterio.open(RASTER) as src:
+        rgb = np.moveaxis(src.read([1, 2, 3]), 0, -1)
+    target = (610.0, 380.0)
+    click = drone_view_of(rgb, target, tmp_path / "photo.jpg")
+    matcher = MatchDetector(tile_size=512, gsd_m=0.25, query_max_side=640)
+    result = locate_first_found(
+        tmp_path / "photo.jpg", click, RASTER, [matcher], search=SearchArea(use_gps=False), verify=True
+    )
+    assert result.model == "match" and result.features[0].properties["verified"] is True
+    assert len(calls) == 1  # the search and the check of its hit share the photo's features

@@ -5,10 +5,16 @@ reuses the tiling, GSD handling, merging and output: the photo is described
 and its object outline found once, each reference tile is described once
 (and cached like the model's tile features), and every tile whose
 homography is trustworthy contributes one box scored by its inliers.
+
+Describing a photo in its simulated oblique views takes about a second, so
+a detector keeps the last photo's features: more clicks on the same photo
+(a batch marking several objects) and the check of hits by ``--verify``
+reuse them.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,17 +51,24 @@ class MatchDetector:
         self.tile_size = tile_size
         self.gsd_m = gsd_m
         self.query_max_side = query_max_side
+        self._last_photo: tuple[bytes, Features] | None = None  # (pixel digest, features)
 
     @property
     def cache_key(self) -> str:
         return f"match-sift-{self.tile_size}"
 
     def encode_query(self, photo_rgb: np.ndarray, click_xy: tuple[float, float]) -> MatchQuery:
-        return MatchQuery(
-            describe(photo_rgb, max_side=self.query_max_side, tilts=QUERY_TILTS),
-            object_outline(photo_rgb, click_xy),
-            tuple(click_xy),
-        )
+        return MatchQuery(self.describe_photo(photo_rgb), object_outline(photo_rgb, click_xy), tuple(click_xy))
+
+    def describe_photo(self, photo_rgb: np.ndarray) -> Features:
+        """The photo's features with its simulated oblique views; the same pixels as last time reuse them."""
+        pixels = np.ascontiguousarray(photo_rgb)
+        hasher = hashlib.blake2b(repr(pixels.shape).encode(), digest_size=16)
+        hasher.update(pixels.data)
+        digest = hasher.digest()
+        if self._last_photo is None or self._last_photo[0] != digest:
+            self._last_photo = (digest, describe(pixels, max_side=self.query_max_side, tilts=QUERY_TILTS))
+        return self._last_photo[1]
 
     def encode_tiles(self, tiles_rgb: np.ndarray) -> list[Features]:
         return [describe(tile) for tile in tiles_rgb]
