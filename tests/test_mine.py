@@ -9,6 +9,7 @@ from rasterio.transform import from_origin
 
 from conftest import run_cli
 from raster_factory import write_geotiff, write_photo
+from smgeo_cli.data import mine
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset, load_records, read_homographies
 from smgeo_cli.data.geometry import apply_homography, translation, warp_square
 from smgeo_cli.data.mine import (
@@ -102,6 +103,14 @@ def test_same_seed_same_pairs(mined, tmp_path):
     mine_photos(PHOTOS, tmp_path / "other", 8, seed=4, **OPTIONS)
     assert _read_dataset(tmp_path / "again") == _read_dataset(root)
     assert _read_dataset(tmp_path / "other")[0] != _read_dataset(root)[0]
+
+
+def test_pairs_are_the_same_when_images_are_reloaded_instead_of_kept(mined, tmp_path, monkeypatch):
+    """A long flight keeps only a few working photos in memory; the pairs cut must not depend on it."""
+    root, _ = mined
+    monkeypatch.setattr(mine, "IMAGES_IN_MEMORY", 1)  # every switch of photo reads one again
+    mine_photos(PHOTOS, tmp_path / "reloaded", 8, seed=3, **OPTIONS)
+    assert _read_dataset(tmp_path / "reloaded") == _read_dataset(root)
 
 
 def test_splits_take_runs_of_consecutive_photos():

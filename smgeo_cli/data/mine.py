@@ -36,6 +36,7 @@ consecutive photos are the ones that overlap.
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from collections.abc import Callable, Sequence
@@ -92,26 +93,42 @@ CATEGORY = "mined"
 NEIGHBOURS = 10
 # Metres per degree of latitude (mean); a degree of longitude is this times cos(latitude).
 M_PER_DEGREE = 111_195.0
+# Working photos (and raster areas) kept in memory while pairs are cut. Pairs take their links at random,
+# so holding every image would grow with the flight (11 GB for 1,000 photos at 2000 x 1500); reloading
+# one costs a JPEG decode.
+IMAGES_IN_MEMORY = 32
 
 
 @dataclass(frozen=True)
 class Link:
     """Two images related by a strong fit: tiles are cut from source, queries from target.
 
-    source (H, W, 3) uint8 and source_valid (H, W) bool (False off the
-    raster; all True for a photo); target (H', W', 3) uint8; homography (3, 3)
-    maps source pixels to target pixels; tile_name(x, y) names the ref_size
-    tile whose top-left is source pixel (x, y); target_name is the stem of the
-    photo the queries come from.
+    load_source() gives source (H, W, 3) uint8 and source_valid (H, W) bool
+    (False off the raster; all True for a photo), load_target() target
+    (H', W', 3) uint8: loaded when a pair is cut, not held by the link.
+    homography (3, 3) maps source pixels to target pixels; tile_name(x, y)
+    names the ref_size tile whose top-left is source pixel (x, y);
+    target_name is the stem of the photo the queries come from.
     """
 
-    source: np.ndarray
-    source_valid: np.ndarray
-    target: np.ndarray
+    load_source: Callable[[], tuple[np.ndarray, np.ndarray]]
+    load_target: Callable[[], np.ndarray]
     homography: np.ndarray
     tile_name: Callable[[int, int], str]
     target_name: str
     inliers: int
+
+    @property
+    def source(self) -> np.ndarray:
+        return self.load_source()[0]
+
+    @property
+    def source_valid(self) -> np.ndarray:
+        return self.load_source()[1]
+
+    @property
+    def target(self) -> np.ndarray:
+        return self.load_target()
 
 
 @dataclass(frozen=True)
@@ -128,17 +145,31 @@ class MineSummary:
 
 @dataclass(frozen=True)
 class _Photo:
+    """A photo's path, working size (width, height) and features; its pixels come from a ``_photo_cache``."""
+
     path: Path
-    image: np.ndarray
+    size: tuple[int, int]
     features: Features
 
 
-def _load_photo(path: Path, photo_scale: float) -> _Photo:
-    """The photo shrunk by photo_scale (photo pixels per working pixel) and its features."""
+def _working_photo(path: Path, photo_scale: float) -> np.ndarray:
+    """The photo shrunk by photo_scale (photo pixels per working pixel), (H, W, 3) uint8, read-only."""
     image = read_rgb(path)
     size = (max(1, round(image.shape[1] / photo_scale)), max(1, round(image.shape[0] / photo_scale)))
     image = resize_to(image, size, cv2.INTER_AREA if photo_scale > 1 else cv2.INTER_LINEAR)
-    return _Photo(path, image, describe(image, max_side=MATCH_SIDE))
+    image.flags.writeable = False  # shared by every link to the photo
+    return image
+
+
+def _photo_cache(photo_scale: float) -> Callable[[Path], np.ndarray]:
+    """Working photos by path for one mining run, the ``IMAGES_IN_MEMORY`` most recently used kept."""
+    return functools.lru_cache(maxsize=IMAGES_IN_MEMORY)(functools.partial(_working_photo, photo_scale=photo_scale))
+
+
+def _load_photo(path: Path, pixels: Callable[[Path], np.ndarray]) -> _Photo:
+    """The photo's working size and features."""
+    image = pixels(path)
+    return _Photo(path, (image.shape[1], image.shape[0]), describe(image, max_side=MATCH_SIDE))
 
 
 def _strong_fit(query: Features, reference: Features, min_inliers: int) -> MatchResult | None:
@@ -327,12 +358,23 @@ def neighbour_pairs(positions: np.ndarray, k: int) -> list[tuple[int, int]]:
     return sorted(pairs)
 
 
-def _photo_link(source: _Photo, target: _Photo, homography: np.ndarray, ref_size: int, inliers: int) -> Link:
+def _photo_link(
+    source: _Photo,
+    target: _Photo,
+    pixels: Callable[[Path], np.ndarray],
+    homography: np.ndarray,
+    ref_size: int,
+    inliers: int,
+) -> Link:
     """Tiles from source, queries from target; homography maps source to target working pixels."""
+
+    def load_source() -> tuple[np.ndarray, np.ndarray]:
+        image = pixels(source.path)
+        return image, np.broadcast_to(np.True_, image.shape[:2])  # a photo is valid everywhere
+
     return Link(
-        source.image,
-        np.ones(source.image.shape[:2], dtype=bool),
-        target.image,
+        load_source,
+        lambda: pixels(target.path),
         homography / homography[2, 2],
         lambda x, y: f"{source.path.stem}_{x}_{y}_{ref_size}.jpg",
         target.path.stem,
@@ -430,11 +472,12 @@ def mine_photos(
         raise UsageError(f"--mine needs at least 2 overlapping photos, got {len(photos)}")
     counts = split_counts(n, val_frac, test_frac)
     splits = deal_photos(len(photos), counts, np.random.default_rng((seed, 0)), min_run=2)
-    loaded = [_load_photo(Path(path), photo_scale) for path in photos]
+    pixels = _photo_cache(photo_scale)
+    loaded = [_load_photo(Path(path), pixels) for path in photos]
     for photo in loaded:
-        if min(photo.image.shape[:2]) < ref_size:
+        if min(photo.size) < ref_size:
             raise UsageError(
-                f"{photo.path} is {photo.image.shape[1]}x{photo.image.shape[0]} px at --photo-scale {photo_scale}, "
+                f"{photo.path} is {photo.size[0]}x{photo.size[1]} px at --photo-scale {photo_scale}, "
                 f"smaller than --ref-size {ref_size}; lower --ref-size or --photo-scale"
             )
     positions = photo_positions(photos)
@@ -449,8 +492,9 @@ def mine_photos(
         tried[splits[a]] += 1
         fit = _strong_fit(second.features, first.features, min_inliers)
         if fit is not None:
-            links[splits[a]].append(_photo_link(first, second, np.linalg.inv(fit.homography), ref_size, fit.inliers))
-            links[splits[a]].append(_photo_link(second, first, fit.homography, ref_size, fit.inliers))
+            to_first = np.linalg.inv(fit.homography)
+            links[splits[a]].append(_photo_link(first, second, pixels, to_first, ref_size, fit.inliers))
+            links[splits[a]].append(_photo_link(second, first, pixels, fit.homography, ref_size, fit.inliers))
         if on_match is not None:
             on_match(done, len(candidates))
     for split in SPLITS:
@@ -469,8 +513,8 @@ def mine_photos(
 
 def _search_area(
     raster: ReferenceRaster, photo: _Photo, units_per_px: tuple[float, float], gsd_m: float
-) -> tuple[Affine, np.ndarray, np.ndarray]:
-    """The raster area to match a photo against at the tile GSD: its transform (area pixels -> CRS), RGB, valid mask.
+) -> tuple[Affine, tuple[int, int]]:
+    """The raster area to match a photo against at the tile GSD: its transform (area pixels -> CRS) and size.
 
     Around the photo's EXIF GPS position when it lies on the raster (as far
     as the photo's own footprint reaches at the tile GSD), else the whole raster.
@@ -479,7 +523,7 @@ def _search_area(
     pose = read_photo_pose(photo.path)
     if pose is not None:
         try:
-            window = circle_window(raster, pose.lon, pose.lat, max(photo.image.shape[:2]) * gsd_m)
+            window = circle_window(raster, pose.lon, pose.lat, max(photo.size) * gsd_m)
         except GeoreferenceError:
             pass  # the GPS is a hint only: a position off the raster leaves the whole raster to search
     left, top = raster.transform @ (window.col_off, window.row_off)
@@ -490,9 +534,19 @@ def _search_area(
             f"{photo.path}: searching {width}x{height} tile pixels of {raster.path} is too slow; "
             f"give photos with EXIF GPS, a smaller raster or a coarser --gsd"
         )
-    transform = snap_transform(Affine(units_per_px[0], 0.0, left, 0.0, -units_per_px[1], top), raster)
-    rgb, valid = read_ground(raster, transform, (0.0, 0.0, width, height), (height, width))
-    return transform, rgb, valid
+    return snap_transform(Affine(units_per_px[0], 0.0, left, 0.0, -units_per_px[1], top), raster), (width, height)
+
+
+def _area_cache(raster: ReferenceRaster) -> Callable[[Affine, tuple[int, int]], tuple[np.ndarray, np.ndarray]]:
+    """Raster areas (RGB, valid mask) by transform and size for one mining run, the ``IMAGES_IN_MEMORY`` most
+    recently used kept."""
+
+    def read_area(transform: Affine, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        rgb, valid = read_ground(raster, transform, (0.0, 0.0, *size), (size[1], size[0]))
+        rgb.flags.writeable = valid.flags.writeable = False  # shared by the pairs cut from it
+        return rgb, valid
+
+    return functools.lru_cache(maxsize=IMAGES_IN_MEMORY)(read_area)
 
 
 def mine_reference(
@@ -524,12 +578,16 @@ def mine_reference(
     counts = split_counts(n, val_frac, test_frac)
     splits = deal_photos(len(photos), counts, np.random.default_rng((seed, 0)), min_run=1)
     links: dict[str, list[Link]] = {split: [] for split in SPLITS}
+    pixels = _photo_cache(photo_scale)
+    # The raster stays open until the pairs are written: their tiles are read again from it.
     with read_env(), open_reference(reference) as raster:
         ground = ground_of([raster], gsd_m)
+        areas = _area_cache(raster)
         for done, path in enumerate(photos, 1):
-            photo = _load_photo(Path(path), photo_scale)
-            transform, area, valid = _search_area(raster, photo, ground.units_per_px, ground.gsd_m)
-            if min(area.shape[:2]) >= ref_size:
+            photo = _load_photo(Path(path), pixels)
+            transform, size = _search_area(raster, photo, ground.units_per_px, ground.gsd_m)
+            if min(size) >= ref_size:
+                area, valid = areas(transform, size)
                 area_features = describe(area, valid=valid, nfeatures=AREA_FEATURES)
                 fit = _strong_fit(photo.features, area_features, min_inliers)
                 if fit is not None:
@@ -540,19 +598,26 @@ def mine_reference(
                         return tile_name(ground, transform @ Affine.translation(x, y), ref_size)
 
                     links[splits[done - 1]].append(
-                        Link(area, valid, photo.image, to_photo, namer, photo.path.stem, fit.inliers)
+                        Link(
+                            functools.partial(areas, transform, size),
+                            functools.partial(pixels, photo.path),
+                            to_photo,
+                            namer,
+                            photo.path.stem,
+                            fit.inliers,
+                        )
                     )
             if on_match is not None:
                 on_match(done, len(photos))
-    for split in SPLITS:
-        if counts[split] and not links[split]:
-            raise _no_fit(
-                split, splits.count(split),
-                f"check that {reference} covers the photos, set --photo-scale so photos are near --gsd, "
-                "or set --val-frac/--test-frac to 0",
-            )
-    fallbacks = _write(
-        Path(out), links, counts, seed=seed, query_size=query_size, ref_size=ref_size, name=name, on_pair=on_pair
-    )
+        for split in SPLITS:
+            if counts[split] and not links[split]:
+                raise _no_fit(
+                    split, splits.count(split),
+                    f"check that {reference} covers the photos, set --photo-scale so photos are near --gsd, "
+                    "or set --val-frac/--test-frac to 0",
+                )
+        fallbacks = _write(
+            Path(out), links, counts, seed=seed, query_size=query_size, ref_size=ref_size, name=name, on_pair=on_pair
+        )
     inliers = tuple(link.inliers for split_links in links.values() for link in split_links)
     return MineSummary(counts, len(photos), len(photos) - len(inliers), fallbacks, inliers)
