@@ -113,6 +113,15 @@ def test_pairs_are_the_same_when_images_are_reloaded_instead_of_kept(mined, tmp_
     assert _read_dataset(tmp_path / "reloaded") == _read_dataset(root)
 
 
+def test_progress_counts_photos_described_then_pairs_matched(tmp_path):
+    described, matched = [], []
+    mine_photos(
+        PHOTOS, tmp_path / "out", 2, on_photo=lambda *a: described.append(a), on_match=lambda *a: matched.append(a),
+        **OPTIONS,
+    )
+    assert described == [(1, 3), (2, 3), (3, 3)] and matched == [(1, 3), (2, 3), (3, 3)]
+
+
 def test_splits_take_runs_of_consecutive_photos():
     rng = np.random.default_rng(0)
     splits = deal_photos(18, {"train": 80, "val": 10, "test": 10}, rng, min_run=2)

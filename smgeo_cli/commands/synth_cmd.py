@@ -59,6 +59,10 @@ def synth_command(
             if progress:
                 progress.update(task, advance=1, info=split)
 
+        def described(done: int, photos: int) -> None:
+            if progress:
+                progress.update(task, info=f"described {done}/{photos} photos")
+
         def matched(done: int, pairs: int) -> None:
             if progress:
                 progress.update(task, info=f"matched {done}/{pairs} image pairs")
@@ -71,7 +75,7 @@ def synth_command(
         elif ref is None:
             summary = mine_photos(
                 rasters, out, n, photo_scale=photo_scale, neighbours=NEIGHBOURS if neighbours is None else neighbours,
-                on_match=matched, **options,
+                on_photo=described, on_match=matched, **options,
             )
         else:
             summary = mine_reference(

@@ -455,6 +455,7 @@ def mine_photos(
     min_inliers: int = MIN_INLIERS,
     neighbours: int = NEIGHBOURS,
     name: str = "Mined",
+    on_photo: Callable[[int, int], None] | None = None,
     on_match: Callable[[int, int], None] | None = None,
     on_pair: Callable[[str], None] | None = None,
 ) -> MineSummary:
@@ -462,8 +463,9 @@ def mine_photos(
 
     Each photo is matched with its ``neighbours`` nearest photos of its split
     (``photo_positions``; 0: with every photo of its split), calling
-    on_match(done, total) after each fit; pairs are spread at random over the
-    strong fits, both ways. Output depends only on the inputs and seed.
+    on_photo(done, total) after describing each photo and on_match(done,
+    total) after each fit; pairs are spread at random over the strong fits,
+    both ways. Output depends only on the inputs and seed.
     """
     _check_options(photos, n, val_frac, test_frac, photo_scale)
     if neighbours < 0:
@@ -473,7 +475,11 @@ def mine_photos(
     counts = split_counts(n, val_frac, test_frac)
     splits = deal_photos(len(photos), counts, np.random.default_rng((seed, 0)), min_run=2)
     pixels = _photo_cache(photo_scale)
-    loaded = [_load_photo(Path(path), pixels) for path in photos]
+    loaded = []
+    for path in photos:
+        loaded.append(_load_photo(Path(path), pixels))
+        if on_photo is not None:
+            on_photo(len(loaded), len(photos))
     for photo in loaded:
         if min(photo.size) < ref_size:
             raise UsageError(
