@@ -94,7 +94,7 @@ NEIGHBOURS = 10
 # Metres per degree of latitude (mean); a degree of longitude is this times cos(latitude).
 M_PER_DEGREE = 111_195.0
 # Working photos (and raster areas) kept in memory while pairs are cut. Pairs take their links at random,
-# so holding every image would grow with the flight (11 GB for 1,000 photos at 2000 x 1500); reloading
+# so holding every image would grow with the flight (9 GB for 1,000 photos at 2000 x 1500); reloading
 # one costs a JPEG decode.
 IMAGES_IN_MEMORY = 32
 
