@@ -22,6 +22,7 @@ from smgeo_cli.data.mine import (
 )
 from smgeo_cli.data.transforms import read_rgb
 from smgeo_cli.errors import UsageError
+from smgeo_cli.geo.coords import GEOD
 
 DATA = Path(__file__).parent / "data" / "mine"
 # Three consecutive nadir photos of one flight line, 500 x 281 px.
@@ -143,10 +144,10 @@ def test_photos_pair_with_their_nearest_shots_in_order_or_by_gps(tmp_path):
     # Given out of flight order: the first and last shots were taken 20 m apart, the middle one 500 m away.
     lat, lon = 46.8426, -91.9945
     metres_east = (0.0, 500.0, 20.0)
-    paths = [
-        write_photo(tmp_path / f"{i}.jpg", latlon=(lat, lon + east / (111_195.0 * np.cos(np.radians(lat)))))
-        for i, east in enumerate(metres_east)
-    ]
+    paths = []
+    for i, east in enumerate(metres_east):
+        photo_lon, photo_lat, _ = GEOD.fwd(lon, lat, 90.0, east)
+        paths.append(write_photo(tmp_path / f"{i}.jpg", latlon=(photo_lat, photo_lon)))
     positions = photo_positions(paths)
     assert np.allclose(positions[:, 0], metres_east, atol=0.5) and np.allclose(positions[:, 1], 0.0, atol=0.5)
     assert neighbour_pairs(positions, 1) == [(0, 2), (1, 2)]
@@ -159,7 +160,8 @@ def test_cli_matches_each_photo_with_its_neighbours_only(tmp_path, monkeypatch, 
     args = ["--n", "2", "--val-frac", "0", "--test-frac", "0", "--ref-size", str(REF), "--query-size", str(QUERY), "-q"]
     code, out, _ = run_cli(monkeypatch, capsys, "synth", "--mine", *PHOTOS, "--out", tmp_path / "a", *args)
     assert code == 0 and "3 image pairs tried" in out
-    code, out, _ = run_cli(monkeypatch, capsys, "synth", "--mine", *PHOTOS, "--neighbours", "1", "--out", tmp_path / "b", *args)
+    one_each_side = ["--neighbours", "1", "--out", tmp_path / "b"]
+    code, out, _ = run_cli(monkeypatch, capsys, "synth", "--mine", *PHOTOS, *one_each_side, *args)
     assert code == 0 and "2 image pairs tried" in out  # first-second and second-third: the ends are not tried
     code, _, err = run_cli(monkeypatch, capsys, "synth", *PHOTOS, "--neighbours", "1", "--out", tmp_path / "c", *args)
     assert code == 2 and "--neighbours goes with --mine" in err

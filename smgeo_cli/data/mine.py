@@ -68,6 +68,7 @@ from smgeo_cli.data.synth import (
 )
 from smgeo_cli.data.transforms import read_rgb
 from smgeo_cli.errors import GeoreferenceError, InputFileError, NoDataError, UsageError
+from smgeo_cli.geo.coords import GEOD
 from smgeo_cli.geo.exif import read_photo_pose
 from smgeo_cli.geo.raster import ReferenceRaster, open_reference, read_env
 from smgeo_cli.geo.search_area import circle_window, full_window
@@ -91,8 +92,6 @@ CATEGORY = "mined"
 # A photo of a mapping flight overlaps a few shots along its line and on the lines beside it; matching
 # every two photos instead costs n^2 / 2 fits (measured 0.14 s a fit on two CPU cores: 100 minutes for 300 photos).
 NEIGHBOURS = 10
-# Metres per degree of latitude (mean); a degree of longitude is this times cos(latitude).
-M_PER_DEGREE = 111_195.0
 # Working photos (and raster areas) kept in memory while pairs are cut. Pairs take their links at random,
 # so holding every image would grow with the flight (9 GB for 1,000 photos at 2000 x 1500); reloading
 # one costs a JPEG decode.
@@ -322,10 +321,12 @@ def deal_photos(n_photos: int, counts: dict[str, int], rng: np.random.Generator,
 
 
 def photo_positions(paths: Sequence[str | PathLike[str]]) -> np.ndarray:
-    """(n, 2) east and north metres of each photo's EXIF GPS position, or (n, 1) its place in ``paths``.
+    """(n, 2) east and north metres of each photo's EXIF GPS position from the first's, or (n, 1) its place in paths.
 
-    The order given stands in unless every photo has a position: shots of
-    one flight, given in capture order, overlap their neighbours in it.
+    Positions are geodesic distance and bearing from the first photo (an
+    azimuthal equidistant map, true over a flight). The order given stands in
+    unless every photo has a position: shots of one flight, given in capture
+    order, overlap their neighbours in it.
     """
     poses = []
     for path in paths:
@@ -335,10 +336,11 @@ def photo_positions(paths: Sequence[str | PathLike[str]]) -> np.ndarray:
             poses.append(None)  # unreadable GPS: only the pairing falls back to the order
     if any(pose is None for pose in poses):
         return np.arange(len(paths), dtype=np.float64)[:, None]
-    lat = np.array([pose.lat for pose in poses])
-    lon = np.array([pose.lon for pose in poses])
-    east = (lon - lon[0]) * M_PER_DEGREE * np.cos(np.radians(lat.mean()))
-    return np.stack([east, (lat - lat[0]) * M_PER_DEGREE], axis=1)
+    lons = np.array([pose.lon for pose in poses])
+    lats = np.array([pose.lat for pose in poses])
+    azimuths, _, distances = GEOD.inv(np.full_like(lons, lons[0]), np.full_like(lats, lats[0]), lons, lats)
+    bearings = np.radians(azimuths)
+    return np.stack([distances * np.sin(bearings), distances * np.cos(bearings)], axis=1)
 
 
 def neighbour_pairs(positions: np.ndarray, k: int) -> list[tuple[int, int]]:
