@@ -1,70 +1,95 @@
-"""What describing a drone photo in simulated oblique views costs the matcher, per photo and per tile.
+"""What a click costs the matcher: the first click on a new photo over 1 km^2, and a second click on it.
 
-Describes PHOTO (a full-size drone photo; default: a 4000 x 3000 crop-and-tile of
-the test aerial, for a run without one) at the matcher's working size with and
-without ``QUERY_TILTS``, and times ``match_features`` of each description against
-one 1024 px reference tile; then what ``MatchDetector.encode_query`` costs for
-a photo's first click and for another click on the same photo (its features
-reused). Prints medians over ``--repeats`` runs and their ratios.
+Builds a 2000 x 2000 GeoTIFF at 0.5 m (1 km^2: the test aerial at 0.5 m,
+repeated 4 x 4) and a 4000 x 3000 drone photo of part of it (turned 30
+degrees, 8x finer than the raster), then runs ``locate`` over the whole
+raster (9 tiles of 1024 px) as ``smgeo batch`` does: a first click with new
+matchers and an empty tile cache, then a click elsewhere on the same photo
+with the same matchers and cache (tiles and the photo's description and
+fits reused). For each ``--features`` choice, with the photo's heading
+unknown (the learned features try ``--headings`` turns) and known. Prints
+the median of ``--repeats`` runs.
 
-    python benchmarks/match_query_cost.py [PHOTO] [--repeats 5]
+    python benchmarks/match_query_cost.py [--repeats 3] [--features sift,xfeat,sift+xfeat]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import rasterio
+from rasterio.transform import from_origin
 
-from smgeo_cli.data.transforms import read_rgb
-from smgeo_cli.matching import MatchDetector, describe, match_features, object_outline
-from smgeo_cli.matching.features import QUERY_TILTS
+from smgeo_cli.batch import TileCache
+from smgeo_cli.device import set_cpu_threads
+from smgeo_cli.geo.flightlog import PhotoPose
+from smgeo_cli.images import read_rgb
+from smgeo_cli.locate import SearchArea, locate_first_found
+from smgeo_cli.matching.detector import matchers
 
 AERIAL = Path(__file__).parent.parent / "tests" / "data" / "geo" / "test_tiled.tif"
+PHOTO_SIZE = (4000, 3000)
+TURN_DEG = 30.0
 
 
-def median_seconds(run, repeats: int) -> tuple[float, object]:
-    """Median wall time of ``run()`` over ``repeats`` calls, and its last result."""
+def write_scene(folder: Path) -> tuple[Path, Path]:
+    """The 1 km^2 raster at 0.5 m and a 4000 x 3000 photo of the ground around its centre."""
+    with rasterio.open(AERIAL) as src:
+        aerial = np.moveaxis(src.read([1, 2, 3]), 0, -1)
+    half = cv2.resize(aerial, (500, 500), interpolation=cv2.INTER_AREA)  # 0.25 m -> 0.5 m
+    ground = np.tile(half, (4, 4, 1))
+    raster = folder / "area.tif"
+    profile = dict(driver="GTiff", width=2000, height=2000, count=3, dtype="uint8", crs="EPSG:28992",
+                   transform=from_origin(100000.0, 400000.0, 0.5, 0.5), tiled=True, compress="deflate")
+    with rasterio.open(raster, "w", **profile) as dst:
+        dst.write(np.moveaxis(ground, -1, 0))
+    turn = np.vstack([cv2.getRotationMatrix2D((1130.0, 870.0), TURN_DEG, 8.0), [0.0, 0.0, 1.0]])
+    shift = np.array([[1.0, 0.0, PHOTO_SIZE[0] / 2 - 1130.0], [0.0, 1.0, PHOTO_SIZE[1] / 2 - 870.0], [0.0, 0.0, 1.0]])
+    photo = cv2.warpPerspective(ground, shift @ turn, PHOTO_SIZE, flags=cv2.INTER_LINEAR)
+    cv2.imwrite(str(folder / "photo.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return raster, folder / "photo.jpg"
+
+
+def clicks_cost(raster: Path, photo: Path, features: str, heading: float | None, headings: int) -> tuple[float, float]:
+    """Seconds of a first click (new matchers, empty cache) and of a second click on the same photo."""
+    chain = matchers(features, headings=headings)
+    # The heading reaches the matcher as a flight log's would; the position is not used (no GPS search).
+    pose = None if heading is None else PhotoPose(lat=52.0, lon=5.0, yaw_deg=heading)
+    cache = TileCache()
+    search = SearchArea(use_gps=False)
     times = []
-    for _ in range(repeats):
+    for click in ((2000.0, 1500.0), (2600.0, 1100.0)):
         start = time.perf_counter()
-        result = run()
+        locate_first_found(photo, click, raster, chain, search=search, snap_tiles=True, cache=cache, pose=pose)
         times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+    return times[0], times[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("photo", nargs="?", type=Path)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--features", default="sift,xfeat,sift+xfeat")
+    parser.add_argument("--headings", type=int, default=4)
     args = parser.parse_args()
-    with rasterio.open(AERIAL) as dataset:
-        aerial = np.moveaxis(dataset.read([1, 2, 3]), 0, -1)
-    photo = read_rgb(args.photo) if args.photo else np.tile(aerial, (3, 4, 1))[:3000, :4000]
-    tile = describe(np.ascontiguousarray(aerial[:1024, :1024]))
-    click = (photo.shape[1] / 2, photo.shape[0] / 2)
-    outline = object_outline(photo, click)
-    print(f"photo {photo.shape[1]} x {photo.shape[0]}, tile 1024 x 1024 with {len(tile)} keypoints")
-    print("| query description | keypoints | describe (s) | match per tile (s) |")
-    print("|---|---|---|---|")
-    rows = {}
-    for name, tilts in (("plain", ()), ("with QUERY_TILTS", QUERY_TILTS)):
-        describe_s, query = median_seconds(lambda: describe(photo, max_side=1024, tilts=tilts), args.repeats)
-        match_s, _ = median_seconds(lambda: match_features(query, tile, click, outline), args.repeats)
-        rows[name] = describe_s, match_s
-        print(f"| {name} | {len(query)} | {describe_s:.3f} | {match_s:.3f} |")
-    (plain_describe, plain_match), (tilted_describe, tilted_match) = rows.values()
-    print(f"ratios, tilted / plain: describe {tilted_describe / plain_describe:.2f}, match {tilted_match / plain_match:.2f}")
-    first_s, _ = median_seconds(lambda: MatchDetector().encode_query(photo, click), args.repeats)
-    matcher = MatchDetector()
-    matcher.encode_query(photo, click)
-    again_s, _ = median_seconds(lambda: matcher.encode_query(photo, (click[0] / 2, click[1] / 2)), args.repeats)
-    print(f"encode_query: first click {first_s:.3f} s, another click on the same photo {again_s:.3f} s "
-          f"(x{first_s / again_s:.1f})")
+    set_cpu_threads()
+    with tempfile.TemporaryDirectory() as folder:
+        raster, photo = write_scene(Path(folder))
+        print(f"raster 2000 x 2000 at 0.5 m (1 km^2, 9 tiles of 1024 px); photo {read_rgb(photo).shape[1]} x 3000")
+        print("| features | photo heading | first click (s) | second click (s) |")
+        print("|---|---|---|---|")
+        for features in args.features.split(","):
+            for heading in (None, TURN_DEG):
+                runs = [clicks_cost(raster, photo, features, heading, args.headings) for _ in range(args.repeats)]
+                first = statistics.median(r[0] for r in runs)
+                second = statistics.median(r[1] for r in runs)
+                label = "unknown" if heading is None else "known"
+                print(f"| {features} | {label} | {first:.2f} | {second:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

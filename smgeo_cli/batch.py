@@ -38,6 +38,7 @@ from smgeo_cli.geo.output import Feature, write_features
 from smgeo_cli.geo.srt import frames_for_srt, read_srt
 from smgeo_cli.io import replace_atomically, write_text_atomic
 from smgeo_cli.locate import EncodedTile, SearchArea, TileDetector, locate_first_found
+from smgeo_cli.matching.detector import TileFeatures
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 # In-memory tile cache budget: ~1 GiB holds about a thousand SMGeo-base tile encodings.
@@ -119,13 +120,29 @@ def build_queries(
     return _queries(read_manifest(clicks), clicks, source, poses)
 
 
+# Name prefix of a matcher tile's arrays in a disk cache entry.
+_FEATURES_PREFIX = "features."
+
+
 def _tensor_arrays(encoding: Any) -> dict[str, np.ndarray] | None:
-    """The arrays to store an encoding on disk, or None for encodings that are not one tensor or array."""
+    """The arrays to store an encoding on disk: a tensor, an array or a matcher's tile features; else None."""
     if isinstance(encoding, torch.Tensor):
         return {"tensor": encoding.detach().cpu().numpy()}
     if isinstance(encoding, np.ndarray):
         return {"array": encoding}
+    if isinstance(encoding, TileFeatures):
+        return {_FEATURES_PREFIX + name: array for name, array in encoding.to_arrays().items()}
     return None
+
+
+def _stored_encoding(stored: Any, device: torch.device) -> Any:
+    """The encoding a disk cache entry holds (the inverse of ``_tensor_arrays``)."""
+    if "tensor" in stored:
+        return torch.from_numpy(stored["tensor"]).to(device)
+    if "array" in stored:
+        return stored["array"]
+    prefix = len(_FEATURES_PREFIX)
+    return TileFeatures.from_arrays({name[prefix:]: stored[name] for name in stored.files if name.startswith(_FEATURES_PREFIX)})
 
 
 def _nbytes(value: Any) -> int:
@@ -183,8 +200,7 @@ class TileCache(MutableMapping):
         if self.folder is None or not (path := self._file(key)).is_file():
             return None
         with np.load(path) as stored:
-            encoding = torch.from_numpy(stored["tensor"]).to(self.device) if "tensor" in stored else stored["array"]
-            return EncodedTile(encoding, stored["valid"])
+            return EncodedTile(_stored_encoding(stored, self.device), stored["valid"])
 
     def __getitem__(self, key: Any) -> EncodedTile:
         if key in self._memory:

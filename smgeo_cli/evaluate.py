@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset, CVOGLRecord
 from smgeo_cli.data.transforms import read_rgb
-from smgeo_cli.matching import match_pair
+from smgeo_cli.matching.detector import DEFAULT_FEATURES, matchers
 from smgeo_cli.metrics import cvogl_iou, summarize
 from smgeo_cli.model.smgeo import SMGeo
 
@@ -79,18 +79,28 @@ def predict_boxes(
 
 
 def match_boxes(
-    root: Path, records: Sequence[CVOGLRecord], on_progress: Callable[[int], None] | None = None
+    root: Path,
+    records: Sequence[CVOGLRecord],
+    features: str = DEFAULT_FEATURES,
+    on_progress: Callable[[int], None] | None = None,
+    device: str = "cpu",
 ) -> BoxPredictions:
-    """The SIFT + RANSAC matcher's box per record of the dataset at ``root``, on the images as stored.
+    """The matcher's box per record of the dataset at ``root``, on the images as stored.
 
-    A sample the matcher finds no match for gets an empty box and score 0:
-    it counts as a miss, as a wrong box would.
+    ``features`` as ``--features`` (kinds tried in turn until one fits). A
+    sample the matcher finds no match for gets an empty box and score 0: it
+    counts as a miss, as a wrong box would.
     """
+    chain = matchers(features, device=device)
     boxes, scores, sizes = [], [], []
     for record in records:
         query = read_rgb(root / QUERY_DIR / record.query_name)
         reference = read_rgb(root / SATELLITE_DIR / record.sat_name)
-        result = match_pair(query, reference, record.click_xy)
+        result = None
+        for matcher in chain:
+            result = matcher.match(matcher.encode_query(query, record.click_xy), matcher.encode_tiles(reference[None])[0])
+            if result is not None:
+                break
         boxes.append(result.box if result else (0.0, 0.0, 0.0, 0.0))
         scores.append(result.score if result else 0.0)
         sizes.append((reference.shape[1], reference.shape[0]))

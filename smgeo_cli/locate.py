@@ -37,7 +37,7 @@ from rasterio.windows import Window
 
 from smgeo_cli.data.transforms import image_to_tensor, read_rgb, resize_with_points
 from smgeo_cli.errors import InputFileError, NoDataError, UsageError
-from smgeo_cli.geo.exif import read_photo_pose
+from smgeo_cli.geo.exif import photo_hints, read_photo_pose
 from smgeo_cli.geo.flightlog import PhotoPose, ground_point
 from smgeo_cli.geo.output import Detection, Feature, make_feature
 from smgeo_cli.geo.raster import ReferenceRaster, open_reference, read_env
@@ -79,8 +79,20 @@ class TileDetector(Protocol):
     @property
     def cache_key(self) -> str: ...
 
-    def encode_query(self, photo_rgb: np.ndarray, click_xy: tuple[float, float]) -> Any:
-        """The query from the photo (H, W, 3) uint8 and the click (x, y) in its pixels."""
+    def encode_query(
+        self,
+        photo_rgb: np.ndarray,
+        click_xy: tuple[float, float],
+        *,
+        heading_deg: float | None = None,
+        zoom: float | None = None,
+    ) -> Any:
+        """The query from the photo (H, W, 3) uint8 and the click (x, y) in its pixels.
+
+        ``heading_deg`` is the bearing the photo's top faces (degrees clockwise
+        from north) and ``zoom`` tile pixels per photo pixel, each None when
+        the photo's metadata does not say; a method may use them.
+        """
 
     def encode_tiles(self, tiles_rgb: np.ndarray) -> list[Any]:
         """One query-independent encoding per tile of (B, S, S, 3) uint8 tiles."""
@@ -109,8 +121,19 @@ class SMGeoDetector:
         return f"smgeo-{digest.hexdigest()[:16]}"
 
     @torch.inference_mode()
-    def encode_query(self, photo_rgb: np.ndarray, click_xy: tuple[float, float]) -> torch.Tensor:
-        """(1, D) query vector of the photo resized to ``query_size`` square, the click scaled with it."""
+    def encode_query(
+        self,
+        photo_rgb: np.ndarray,
+        click_xy: tuple[float, float],
+        *,
+        heading_deg: float | None = None,
+        zoom: float | None = None,
+    ) -> torch.Tensor:
+        """(1, D) query vector of the photo resized to ``query_size`` square, the click scaled with it.
+
+        The network takes the photo as it is: it learnt views at every
+        heading and scale, so ``heading_deg`` and ``zoom`` are not used.
+        """
         size = self.model.config.query_size
         image, click = resize_with_points(photo_rgb, size, np.asarray(click_xy, dtype=np.float64))
         query = image_to_tensor(image)[None].to(self.device)
@@ -427,7 +450,7 @@ def locate(
     pose: PhotoPose | None = None,
     snap_tiles: bool = False,
     verify: bool = False,
-    verifier: MatchDetector | None = None,
+    verifiers: Sequence[MatchDetector] | None = None,
     cache: MutableMapping | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> LocateResult:
@@ -443,9 +466,10 @@ def locate(
     ``snap_tiles`` the tiles come from one raster-wide grid instead of being
     fitted to the search window, so calls whose search areas overlap share
     tiles, and with them cached encodings. With ``verify`` every hit is
-    checked by the matcher (:mod:`smgeo_cli.verify`; ``verifier``, else a
-    default one) and its features carry ``verified``, ``verify_inliers`` and
-    ``verify_distance_m``.
+    checked by the matcher (:mod:`smgeo_cli.verify`; ``verifiers`` tried in
+    turn, else the default ones) and its features carry ``verified``,
+    ``verify_inliers`` and ``verify_distance_m``. The photo's heading and
+    ground sample distance (``photo_hints``) go to the detector.
 
     Raises InputFileError for unreadable files, GeoreferenceError for a
     raster without georeferencing or a search area off the raster,
@@ -468,8 +492,9 @@ def locate(
             tiles = plan_grid_tiles(area.window, raster_size, raster.gsd_m, model_gsd, detector.tile_size, tile_overlap)
         else:
             tiles = plan_tiles(area.window, raster.gsd_m, model_gsd, detector.tile_size, tile_overlap)
+        hints = photo_hints(photo, photo_size, pose)
         query_start = time.perf_counter()
-        query = detector.encode_query(photo_rgb, click_xy)
+        query = detector.encode_query(photo_rgb, click_xy, heading_deg=hints.heading_deg, zoom=hints.zoom(model_gsd))
         scan_start = time.perf_counter()
         detections, scanned = scan(
             raster, tiles, detector, query, top_k=top_k, batch_size=batch_size, cache=cache, on_progress=on_progress
@@ -480,7 +505,7 @@ def locate(
                 "it is all nodata or masked there; widen the area or check the raster's nodata value"
             )
         scan_end = time.perf_counter()
-        checks = verify_hits(raster, detections, photo_rgb, click_xy, verifier) if verify else []
+        checks = verify_hits(raster, detections, photo_rgb, click_xy, verifiers, hints) if verify else []
         extras = [check.properties() for check in checks] or [None] * len(detections)
         features = [
             make_feature(raster, d, query=str(photo), click=click_xy, model=detector.name, extra=extra)
@@ -521,15 +546,16 @@ def locate_first_found(
     homography fit is the better answer where one exists (same sensor,
     shared texture), and the model's best guess stands where matching finds
     none (other seasons, sensors, strong perspective). The result's
-    ``model`` names the detector that answered. A matcher among
-    ``detectors`` also checks the hits under ``verify``, so the photo is
+    ``model`` names the detector that answered. The matchers among
+    ``detectors`` (SIFT, then learned features with ``--features
+    sift+xfeat``) also check the hits under ``verify``, so the photo is
     described once.
     """
     if not detectors:
         raise UsageError("no detector to locate with")
     matchers = [detector for detector in detectors if isinstance(detector, MatchDetector)]
     if matchers:
-        options.setdefault("verifier", matchers[0])
+        options.setdefault("verifiers", matchers)
     for detector in detectors[:-1]:
         result = locate(photo, click_xy, raster_path, detector, **options)
         if result.detections:

@@ -11,15 +11,17 @@ Batch runs use the flag to send doubtful results for review.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from rasterio.windows import Window
 
+from smgeo_cli.geo.exif import PhotoHints
 from smgeo_cli.geo.output import Detection
 from smgeo_cli.geo.raster import ReferenceRaster, read_window
-from smgeo_cli.matching import MatchDetector, describe, match_features
-from smgeo_cli.matching.detector import MatchQuery
+from smgeo_cli.matching import MatchDetector, MatchResult
+from smgeo_cli.matching.detector import matchers as default_matchers
 
 # The window matched around a hit spans this many times the hit's longer side...
 CONTEXT = 6.0
@@ -54,24 +56,53 @@ def verify_hits(
     detections: list[Detection],
     photo_rgb: np.ndarray,
     click_xy: tuple[float, float],
-    matcher: MatchDetector | None = None,
+    matchers: Sequence[MatchDetector] | None = None,
+    hints: PhotoHints = PhotoHints(),
 ) -> list[Verification]:
-    """One :class:`Verification` per detection (boxes in full-raster pixels); the photo is described once."""
-    matcher = matcher or MatchDetector()
-    query = matcher.encode_query(photo_rgb, click_xy)
-    return [_verify(raster, detection, query, matcher.tile_size) for detection in detections]
+    """One :class:`Verification` per detection (boxes in full-raster pixels).
+
+    ``matchers`` are tried in turn around each hit (default: those of the
+    default ``--features``) until one finds a homography; each describes the
+    photo once. ``hints`` carry the photo's heading and ground resolution.
+    """
+    return [_verify(raster, detection, photo_rgb, click_xy, matchers or default_matchers(), hints) for detection in detections]
 
 
-def _verify(raster: ReferenceRaster, detection: Detection, query: MatchQuery, size: int) -> Verification:
+def _first_match(
+    matchers: Sequence[MatchDetector],
+    photo_rgb: np.ndarray,
+    click_xy: tuple[float, float],
+    window: tuple[np.ndarray, np.ndarray],
+    hints: PhotoHints,
+    window_gsd_m: float,
+) -> MatchResult | None:
+    """The first of ``matchers`` to match the photo with the (RGB, valid) window, or None."""
+    for matcher in matchers:
+        query = matcher.encode_query(photo_rgb, click_xy, heading_deg=hints.heading_deg, zoom=hints.zoom(window_gsd_m))
+        found = matcher.match(query, matcher.describe_tile(*window))
+        if found is not None:
+            return found
+    return None
+
+
+def _verify(
+    raster: ReferenceRaster,
+    detection: Detection,
+    photo_rgb: np.ndarray,
+    click_xy: tuple[float, float],
+    matchers: Sequence[MatchDetector],
+    hints: PhotoHints,
+) -> Verification:
     x1, y1, x2, y2 = detection.box_px
     metres_per_px = math.sqrt(raster.gsd_m[0] * raster.gsd_m[1])
     side = max(CONTEXT * max(x2 - x1, y2 - y1), MIN_SIDE_M / metres_per_px)
+    size = matchers[0].tile_size
     window = Window((x1 + x2 - side) / 2, (y1 + y2 - side) / 2, side, side)
-    rgb, valid = read_window(raster, window, (size, size))
-    match = match_features(query.features, describe(rgb, valid=valid), query.click_xy, query.outline)
+    pixels = read_window(raster, window, (size, size))
+    scale = side / size  # raster pixels per window pixel
+    match = _first_match(matchers, photo_rgb, click_xy, pixels, hints, scale * metres_per_px)
     if match is None:
         return Verification(confirmed=False, inliers=0, distance_m=None)
-    scale = side / size  # raster pixels per window pixel
     click_x = window.col_off + match.click_xy[0] * scale
     click_y = window.row_off + match.click_xy[1] * scale
     centre_x, centre_y = (x1 + x2) / 2, (y1 + y2) / 2

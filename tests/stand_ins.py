@@ -20,8 +20,10 @@ class FixedBoxDetector:
     def __init__(self, box=(40.25, 50.5, 70.75, 66.0), score=0.8):
         self.box, self.score = box, score
         self.encoded = 0
+        self.photo_hints = []  # (heading_deg, zoom) of each query
 
-    def encode_query(self, photo_rgb, click_xy):
+    def encode_query(self, photo_rgb, click_xy, *, heading_deg=None, zoom=None):
+        self.photo_hints.append((heading_deg, zoom))
         return tuple(click_xy)
 
     def encode_tiles(self, tiles_rgb):

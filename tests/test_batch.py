@@ -43,7 +43,7 @@ RADIUS = "40"  # metres: a few tiles around each photo
 @pytest.fixture
 def stand_in(monkeypatch):
     detector = BrightBoxDetector()
-    monkeypatch.setattr(batch_cmd, "method_detectors", lambda method, weights, device: [detector])
+    monkeypatch.setattr(batch_cmd, "method_detectors", lambda method, weights, device, features: [detector])
     return detector
 
 

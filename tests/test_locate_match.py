@@ -94,7 +94,7 @@ def test_verify_confirms_a_hit_on_the_clicked_ground_and_rejects_one_elsewhere(t
     right = Detection(box_px=(590.0, 360.0, 630.0, 400.0), score=0.9, rank=1)
     wrong = Detection(box_px=(120.0, 100.0, 160.0, 140.0), score=0.8, rank=2)
     with open_reference(RASTER) as raster:
-        confirmed, rejected = verify_hits(raster, [right, wrong], photo, click, MatchDetector(tile_size=512))
+        confirmed, rejected = verify_hits(raster, [right, wrong], photo, click, [MatchDetector(tile_size=512)])
     assert confirmed.confirmed and confirmed.inliers >= 12 and confirmed.distance_m < 2.0  # 0.25 m pixels
     assert not rejected.confirmed
     assert set(confirmed.properties()) == {"verified", "verify_inliers", "verify_distance_m"}
@@ -123,7 +123,7 @@ def test_more_clicks_on_one_photo_describe_it_once(tmp_path, monkeypatch):
     matcher = MatchDetector()
     first = matcher.encode_query(read_rgb(tmp_path / "a.jpg"), (100.0, 100.0))
     second = matcher.encode_query(read_rgb(tmp_path / "a.jpg"), (300.0, 200.0))  # read again: same pixels
-    assert len(calls) == 1 and second.features is first.features and second.click_xy == (300.0, 200.0)
+    assert len(calls) == 1 and second.views is first.views and second.click_xy == (300.0, 200.0)
     assert not np.array_equal(first.outline, second.outline)  # each click still gets its own object
     matcher.encode_query(read_rgb(tmp_path / "b.jpg"), (100.0, 100.0))
     assert len(calls) == 2

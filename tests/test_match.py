@@ -175,17 +175,17 @@ def test_implausible_homographies_are_rejected(reference):
     query = describe(reference)
     corners = window_corners((250.0, 250.0, 350.0, 350.0))
     click = (300.0, 300.0)
-    assert plausible(np.eye(3), click, corners, query, query)
+    assert plausible(np.eye(3), click, corners, 1.0, query)
     mirror = np.array([[-1.0, 0.0, 600.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    assert not plausible(mirror, click, corners, query, query)
+    assert not plausible(mirror, click, corners, 1.0, query)
     too_small = np.diag([0.05, 0.05, 1.0])
-    assert not plausible(too_small, click, corners, query, query)
+    assert not plausible(too_small, click, corners, 1.0, query)
     squashed = np.diag([2.0, 0.25, 1.0])
-    assert not plausible(squashed, click, corners, query, query)
+    assert not plausible(squashed, click, corners, 1.0, query)
     off_tile = np.array([[1.0, 0.0, 400.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    assert not plausible(off_tile, click, corners, query, query)
+    assert not plausible(off_tile, click, corners, 1.0, query)
     behind_camera = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, -1.0 / 320.0, 1.0]])
-    assert not plausible(behind_camera, click, corners, query, query)
+    assert not plausible(behind_camera, click, corners, 1.0, query)
 
 
 def roof_scene(size: tuple[int, int] = (640, 480), seed: int = 3) -> np.ndarray:

@@ -15,7 +15,9 @@ from smgeo_cli.batch import BatchStats, TileCache, build_queries, clear_journals
 from smgeo_cli.commands.locate_cmd import _check_output, _numbers, method_detectors
 from smgeo_cli.commands.options import (
     DeviceOption,
+    FeaturesOption,
     JsonOption,
+    MatchFeatures,
     Method,
     MethodOption,
     QuietOption,
@@ -61,6 +63,7 @@ def batch_command(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Output .geojson (EPSG:4326), .gpkg or .fgb (raster CRS)."),
     method: Method = MethodOption,
+    features: MatchFeatures = FeaturesOption,
     weights: Path = WeightsOption,
     top_k: int = typer.Option(1, "--top-k", min=1, help="Hits per query, best first."),
     cache_dir: Path = typer.Option(
@@ -96,7 +99,7 @@ def batch_command(
         if context.is_main and not resume:
             clear_journals(out)
         barrier(context)
-        detectors = method_detectors(method, weights, torch_device)
+        detectors = method_detectors(method, weights, torch_device, features.value)
         cache = TileCache(folder=cache_dir, device=torch_device)
         search = SearchArea(use_gps=not no_gps, radius_m=search_radius)
         start = time.perf_counter()

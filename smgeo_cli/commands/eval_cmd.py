@@ -14,8 +14,10 @@ from smgeo_cli.commands.options import (
     DataRootArgument,
     DeviceOption,
     EvalMethodOption,
+    FeaturesOption,
     JsonOption,
     LimitOption,
+    MatchFeatures,
     Method,
     QuietOption,
     WeightsOption,
@@ -32,6 +34,7 @@ def eval_command(
     data_root: Path = DataRootArgument,
     split: str = typer.Option("test", "--split", help="Which <Name>_<split>.pth to evaluate."),
     method: Method = EvalMethodOption,
+    features: MatchFeatures = FeaturesOption,
     weights: Path = WeightsOption,
     json_output: bool = JsonOption,
     predictions_out: Path = typer.Option(
@@ -52,9 +55,9 @@ def eval_command(
         # The matcher reads the images as stored: no resizing dataset needed.
         records = load_records(data_root, split)[:limit]
     if method is Method.match:
-        name = "match (SIFT + RANSAC)"
+        name = f"match ({features.value})"
     else:
-        name = config.name if method is Method.smgeo else f"auto (match, else {config.name})"
+        name = config.name if method is Method.smgeo else f"auto (match with {features.value}, else {config.name})"
     with progress_bar(quiet) as progress:
         total = len(records) * (method.uses_model + method.uses_matcher)
         task = progress.add_task(f"eval {split}", total=total, info="") if progress else None
@@ -62,7 +65,8 @@ def eval_command(
         # Matcher first: under auto its fits answer and the model fills the samples it found nothing for.
         parts = []
         if method.uses_matcher:
-            parts.append(match_boxes(data_root, records, on_progress=on_progress))
+            matcher_device = str(resolve_device(device))
+            parts.append(match_boxes(data_root, records, features.value, on_progress=on_progress, device=matcher_device))
         if method.uses_model:
             parts.append(predict_boxes(model, dataset, batch_size=batch_size, on_progress=on_progress))
         predictions = first_found(*parts)

@@ -8,13 +8,23 @@ from pathlib import Path
 import torch
 import typer
 
-from smgeo_cli.commands.options import DeviceOption, Method, MethodOption, QuietOption, VerifyOption, WeightsOption
+from smgeo_cli.commands.options import (
+    DeviceOption,
+    FeaturesOption,
+    MatchFeatures,
+    Method,
+    MethodOption,
+    QuietOption,
+    VerifyOption,
+    WeightsOption,
+)
 from smgeo_cli.commands.progress import progress_bar, stderr_console
 from smgeo_cli.device import resolve_device, set_cpu_threads
 from smgeo_cli.errors import InputFileError, UsageError
 from smgeo_cli.geo.output import GEOJSON_SUFFIXES, OGR_DRIVERS, geojson_text, write_features
 from smgeo_cli.locate import DEFAULT_SEARCH_RADIUS_M, SearchArea, SMGeoDetector, TileDetector, locate_first_found
-from smgeo_cli.matching import MatchDetector
+from smgeo_cli.matching.detector import DEFAULT_FEATURES, matchers
+from smgeo_cli.matching.features import KIND as SIFT
 from smgeo_cli.model.weights import load_model, weights_folder
 from smgeo_cli.preview import write_preview
 
@@ -38,16 +48,19 @@ def _check_output(path: Path, suffixes: tuple[str, ...], option: str) -> None:
         raise InputFileError(f"{option} {path}: folder {path.parent} does not exist")
 
 
-def method_detectors(method: Method, weights: Path | None, device: str | torch.device) -> list[TileDetector]:
-    """The detectors ``method`` tries in turn: the matcher, the model, or the matcher then the model.
+def method_detectors(
+    method: Method, weights: Path | None, device: str | torch.device, features: str = DEFAULT_FEATURES
+) -> list[TileDetector]:
+    """The detectors ``method`` tries in turn: the matchers of ``features``, the model, or the matchers then the model.
 
-    ``device`` (a ``--device`` value or a resolved device) is checked only when the model is used.
+    ``device`` (a ``--device`` value or a resolved device) is checked only when a network is used.
     """
     detectors: list[TileDetector] = []
+    needs_device = method.uses_model or (method.uses_matcher and features != SIFT)
+    torch_device = device if isinstance(device, torch.device) or not needs_device else resolve_device(device)
     if method.uses_matcher:
-        detectors.append(MatchDetector())
+        detectors.extend(matchers(features, device=str(torch_device)))
     if method.uses_model:
-        torch_device = device if isinstance(device, torch.device) else resolve_device(device)
         detectors.append(SMGeoDetector(load_model(weights_folder(weights), torch_device)))
     return detectors
 
@@ -60,6 +73,7 @@ def locate_command(
         None, "--out", "-o", help="Output .geojson (EPSG:4326), .gpkg or .fgb (raster CRS). Default: GeoJSON on stdout."
     ),
     method: Method = MethodOption,
+    features: MatchFeatures = FeaturesOption,
     weights: Path = WeightsOption,
     top_k: int = typer.Option(1, "--top-k", min=1, help="How many hits to return, best first."),
     bands: str = typer.Option(None, "--bands", help="Raster bands, 1-based: red,green,blue or one grey (e.g. 4,3,2)."),
@@ -91,7 +105,7 @@ def locate_command(
     if preview:
         _check_output(preview, (".png",), "--preview")
     set_cpu_threads()
-    detectors = method_detectors(method, weights, device)
+    detectors = method_detectors(method, weights, device, features.value)
     search = SearchArea(bbox=box, bbox_crs=bbox_crs, use_gps=not no_gps, radius_m=search_radius)
     with progress_bar(quiet) as progress:
         task = progress.add_task("locate", total=None, info="tiles") if progress else None

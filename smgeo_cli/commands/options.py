@@ -7,6 +7,7 @@ from enum import Enum
 import typer
 
 from smgeo_cli.device import DEVICE_CHOICES
+from smgeo_cli.matching.detector import DEFAULT_FEATURES, FEATURE_CHOICES
 
 DeviceOption = typer.Option("auto", "--device", help=f"Where the model runs: {', '.join(DEVICE_CHOICES)}.")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress display.")
@@ -38,11 +39,18 @@ class Method(str, Enum):
 
 _METHOD_HELP = (
     "auto (the matcher's verified fit where it finds one, else the model), smgeo (the model) "
-    "or match (SIFT + RANSAC, no training)."
+    "or match (local features + homography, no training)."
 )
 MethodOption = typer.Option(Method.auto, "--method", help=_METHOD_HELP)
 # eval reports one method's own figures, so it names the model by default, as CVOGL results do.
 EvalMethodOption = typer.Option(Method.smgeo, "--method", help=_METHOD_HELP)
 VerifyOption = typer.Option(
-    False, "--verify", help="Check each hit by SIFT matching: adds verified, verify_inliers, verify_distance_m."
+    False, "--verify", help="Check each hit by matching: adds verified, verify_inliers, verify_distance_m."
+)
+# --features: the matcher's local features, one kind or kinds tried in turn.
+MatchFeatures = Enum("MatchFeatures", {choice.replace("+", "_"): choice for choice in FEATURE_CHOICES}, type=str)
+FeaturesOption = typer.Option(
+    MatchFeatures(DEFAULT_FEATURES),
+    "--features",
+    help="The matcher's features: sift, xfeat (learned: XFeat + LighterGlue) or both, tried in turn until one fits.",
 )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from datetime import datetime
 from os import PathLike
 from xml.etree import ElementTree
@@ -28,9 +29,9 @@ from xml.etree import ElementTree
 from PIL import ExifTags, Image
 
 from smgeo_cli.errors import InputFileError
-from smgeo_cli.geo.flightlog import PhotoPose, dms_to_degrees, is_no_fix, parse_datetime
+from smgeo_cli.geo.flightlog import PhotoPose, dms_to_degrees, ground_sample_distance, is_no_fix, parse_datetime
 
-__all__ = ["read_photo_pose"]
+__all__ = ["PhotoHints", "photo_hints", "read_focal_35mm", "read_photo_pose"]
 
 _DJI = "{http://www.dji.com/drone-dji/1.0/}"
 _SENSEFLY = ("{http://ns.sensefly.com/sensefly/1.0/}", "{http://ns.sensefly.com/Camera/1.0/}")
@@ -163,3 +164,47 @@ def read_photo_pose(path: str | PathLike) -> PhotoPose | None:
         return PhotoPose(**fields, source=source)
     except ValueError as exc:
         raise InputFileError(f"{path}: bad photo metadata: {exc}") from exc
+
+
+def read_focal_35mm(path: str | PathLike) -> float | None:
+    """The photo's 35 mm equivalent focal length in mm (EXIF FocalLengthIn35mmFilm), or None.
+
+    None also when the file cannot be read: the focal length only refines a
+    search that works without it.
+    """
+    try:
+        with Image.open(path) as image:
+            value = image.getexif().get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.FocalLengthIn35mmFilm)
+        focal = float(value)
+    except (OSError, ValueError, TypeError, ZeroDivisionError):
+        return None
+    return focal if math.isfinite(focal) and focal > 0 else None
+
+
+@dataclass(frozen=True)
+class PhotoHints:
+    """What the photo's metadata says about its look: ``heading_deg``, the bearing its top faces (degrees
+    clockwise from north), and ``gsd_m``, metres of ground per photo pixel at its centre; None where unknown."""
+
+    heading_deg: float | None = None
+    gsd_m: float | None = None
+
+    def zoom(self, tile_gsd_m: float) -> float | None:
+        """Tile pixels per photo pixel for tiles of ``tile_gsd_m`` metres per pixel."""
+        return None if self.gsd_m is None else self.gsd_m / tile_gsd_m
+
+
+def photo_hints(photo: str | PathLike, photo_size: tuple[int, int], pose: PhotoPose | None = None) -> PhotoHints:
+    """The photo's heading and ground sample distance from ``pose`` (else its own EXIF/XMP) and EXIF focal length.
+
+    Metadata that cannot be read gives no hints rather than an error: they
+    only speed up and sharpen a search that works without them.
+    """
+    if pose is None:
+        try:
+            pose = read_photo_pose(photo)
+        except InputFileError:
+            return PhotoHints()
+    if pose is None:
+        return PhotoHints()
+    return PhotoHints(pose.yaw_deg, ground_sample_distance(pose, read_focal_35mm(photo), photo_size))

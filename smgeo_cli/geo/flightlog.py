@@ -16,7 +16,7 @@ from datetime import datetime
 
 from pyproj import Geod
 
-__all__ = ["PhotoPose", "dms_to_degrees", "ground_point", "is_no_fix", "parse_datetime"]
+__all__ = ["PhotoPose", "dms_to_degrees", "ground_point", "ground_sample_distance", "is_no_fix", "parse_datetime"]
 
 _WGS84 = Geod(ellps="WGS84")
 
@@ -24,6 +24,8 @@ _WGS84 = Geod(ellps="WGS84")
 # the horizon: the flat-ground model puts its axis kilometres away, infinitely
 # far at pitch 0, and a one-degree pitch error moves that point by hundreds of m.
 MAX_OFF_NADIR_DEG = 80.0
+# Diagonal of the 36 x 24 mm frame that "35 mm equivalent" focal lengths refer to.
+FULL_FRAME_DIAGONAL_MM = 43.27
 
 
 @dataclass(frozen=True)
@@ -132,3 +134,28 @@ def ground_point(pose: PhotoPose, default_pitch: float = -90.0) -> tuple[float, 
     # Past nadir (pitch < -90) the distance is negative: the axis points behind.
     lon, lat, _ = _WGS84.fwd(pose.lon, pose.lat, pose.yaw_deg, distance)
     return lat, lon
+
+
+def ground_sample_distance(
+    pose: PhotoPose | None, focal_35mm_mm: float | None, image_size: tuple[int, int]
+) -> float | None:
+    """Metres of ground per photo pixel at the photo's centre, or None when the metadata cannot tell.
+
+    The camera's diagonal field of view follows from its 35 mm equivalent
+    focal length (EXIF FocalLengthIn35mmFilm): the image diagonal spans
+    ``FULL_FRAME_DIAGONAL_MM / focal`` of the distance to the ground. That
+    distance is the height above take-off along the optical axis (flat
+    ground, as in ``ground_point``), so a photo of a resized file still gets
+    the right value: the pixel count is ``image_size`` (width, height) as read.
+    None without a positive height or focal length, or for a camera more than
+    ``MAX_OFF_NADIR_DEG`` from nadir.
+    """
+    if pose is None or pose.rel_alt_m is None or pose.rel_alt_m <= 0.0:
+        return None
+    if focal_35mm_mm is None or not math.isfinite(focal_35mm_mm) or focal_35mm_mm <= 0.0:
+        return None
+    off_nadir = 90.0 + (-90.0 if pose.pitch_deg is None else pose.pitch_deg)
+    if abs(off_nadir) > MAX_OFF_NADIR_DEG:
+        return None
+    distance = pose.rel_alt_m / math.cos(math.radians(off_nadir))
+    return distance * FULL_FRAME_DIAGONAL_MM / (focal_35mm_mm * math.hypot(*image_size))

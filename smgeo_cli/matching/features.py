@@ -38,6 +38,7 @@ VALID_MARGIN_PX = 8
 # on other ground through. Only the query is simulated: it is described once
 # per search, the reference tiles once each.
 QUERY_TILTS = (math.sqrt(2.0), 2.0)
+KIND = "sift"
 _EPS = 1e-7
 
 
@@ -50,15 +51,23 @@ class Features:
         descriptors: (N, 128) float32 RootSIFT descriptors, unit L2 norm.
         image_size: (width, height) of the input image in pixels.
         work_scale: (x, y) working pixels per input pixel ((1, 1) when not shrunk).
+        kind: which detector made them, and so how they are matched: "sift"
+            (RootSIFT, ratio test) or "xfeat" (``learned``: LighterGlue).
     """
 
     keypoints: np.ndarray
     descriptors: np.ndarray
     image_size: tuple[int, int]
     work_scale: tuple[float, float]
+    kind: str = KIND
 
     def __len__(self) -> int:
         return len(self.keypoints)
+
+    @property
+    def work_size(self) -> tuple[int, int]:
+        """(width, height) of the working copy the features were computed on."""
+        return round(self.image_size[0] * self.work_scale[0]), round(self.image_size[1] * self.work_scale[1])
 
 
 def check_image(image: np.ndarray, name: str) -> None:
@@ -98,7 +107,8 @@ def _away_from_no_data(mask: np.ndarray) -> np.ndarray:
     return cv2.erode(mask, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=255)
 
 
-def _detection_mask(valid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def detection_mask(valid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w) uint8 mask at working ``size`` (width, height): 255 where keypoints may be kept, away from no-data."""
     return _away_from_no_data(resize_to(valid.astype(np.uint8) * 255, size, cv2.INTER_NEAREST))
 
 
@@ -121,6 +131,24 @@ def _detect(grey: np.ndarray, mask: np.ndarray | None, nfeatures: int) -> tuple[
     return np.array([kp.pt for kp in keypoints], dtype=np.float64), root_sift(descriptors)
 
 
+def rotated(image: np.ndarray, angle_deg: float, interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` turned clockwise by ``angle_deg`` on a canvas that just holds it, zeros around it.
+
+    Returns the canvas and the (3, 3) affine from image to canvas pixels
+    (OpenCV pixel centres). With y pointing down, the rotation matrix
+    ``[[cos, -sin], [sin, cos]]`` turns the picture clockwise.
+    """
+    height, width = image.shape[:2]
+    angle = math.radians(angle_deg)
+    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]]) @ rotation.T
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    # Quarter turns keep the side lengths exactly, float noise aside.
+    canvas = tuple(int(math.ceil(side - 1e-9)) for side in high - low)
+    to_canvas = np.vstack([np.c_[rotation, -low], [0.0, 0.0, 1.0]])
+    return cv2.warpAffine(image, to_canvas[:2], canvas, flags=interpolation), to_canvas
+
+
 def _tilted_view(
     grey: np.ndarray, mask: np.ndarray | None, tilt: float, angle_deg: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,20 +158,14 @@ def _tilted_view(
     the whole image, carried into the view and kept off the canvas border)
     and the (3, 3) affine from image to view pixels (OpenCV pixel centres).
     """
-    height, width = grey.shape
-    angle = math.radians(angle_deg)
-    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]]) @ rotation.T
-    low, high = corners.min(axis=0), corners.max(axis=0)
-    canvas = (int(math.ceil(high[0] - low[0])), int(math.ceil(high[1] - low[1])))
+    turned, to_canvas = rotated(grey, angle_deg)
     # cv2.resize scales pixel edges, so in pixel centres x -> (x + 0.5) / tilt - 0.5.
     squeeze = np.array([[1.0 / tilt, 0.0, 0.5 / tilt - 0.5], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    to_view = squeeze @ np.vstack([np.c_[rotation, -low], [0.0, 0.0, 1.0]])
+    to_view = squeeze @ to_canvas
     # Blur across the squeeze first, as a camera's optics would (ASIFT's anti-aliasing).
-    rotated = cv2.warpAffine(grey, np.c_[rotation, -low], canvas, flags=cv2.INTER_LINEAR)
-    rotated = cv2.GaussianBlur(rotated, (0, 0), sigmaX=0.8 * math.sqrt(tilt * tilt - 1.0), sigmaY=0.01)
-    size = (max(1, round(canvas[0] / tilt)), canvas[1])
-    view = cv2.resize(rotated, size, interpolation=cv2.INTER_LINEAR)
+    turned = cv2.GaussianBlur(turned, (0, 0), sigmaX=0.8 * math.sqrt(tilt * tilt - 1.0), sigmaY=0.01)
+    size = (max(1, round(turned.shape[1] / tilt)), turned.shape[0])
+    view = cv2.resize(turned, size, interpolation=cv2.INTER_LINEAR)
     on_image = np.full_like(grey, 255) if mask is None else mask
     view_mask = cv2.warpAffine(on_image, to_view[:2], size, flags=cv2.INTER_NEAREST)
     return view, _away_from_no_data(view_mask), to_view
@@ -184,7 +206,7 @@ def describe(
     size = working_size((width, height), max_side)
     scale = (size[0] / width, size[1] / height)
     grey = _equalised_grey(resize_to(image, size))
-    mask = None if valid is None else _detection_mask(valid, size)
+    mask = None if valid is None else detection_mask(valid, size)
     views = [(tilt, angle) for tilt in tilts for angle in np.arange(0.0, 180.0, 72.0 / tilt)]
     points, descriptors = _detect(grey, mask, nfeatures)
     all_points, all_descriptors = [points], [descriptors]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from . import learned
 from .features import QUERY_TILTS, Features, describe
 from .window import check_click, object_outline, outline_bounds
 
@@ -105,7 +106,7 @@ def plausible(
     homography: np.ndarray,
     click_xy: Sequence[float],
     corners: np.ndarray,
-    query: Features,
+    query_scale: float,
     reference: Features,
 ) -> bool:
     """Whether a fitted homography can be a real view change rather than a chance fit.
@@ -115,15 +116,16 @@ def plausible(
     quadrilateral, change scale between the working images by less than
     ``MAX_SCALE_CHANGE``, stretch no more than ``MAX_ANISOTROPY`` times more
     along one axis than the other, and put the click inside the tile.
+    ``query_scale`` is the query's working pixels per photo pixel.
     """
     if not np.isfinite(homography).all():
         return False
     points, depths = project(homography, np.vstack([corners, click_xy]))
     if (depths <= 0).any() or not _is_convex(points[:4]):
         return False
-    # Compare scales between the images SIFT saw, not the photo as given.
+    # Compare scales between the images the features saw, not the photo as given.
     jacobian = local_jacobian(homography, click_xy)
-    to_work = np.diag(reference.work_scale) @ jacobian @ np.diag(1 / np.asarray(query.work_scale))
+    to_work = np.diag(reference.work_scale) @ jacobian / query_scale
     stretches = np.linalg.svd(to_work, compute_uv=False)
     if np.linalg.det(to_work) <= 0 or stretches[1] <= 0:
         return False
@@ -164,34 +166,42 @@ def _distinct(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.nd
     return source[first], target[first]
 
 
-def match_features(
-    query: Features,
-    reference: Features,
-    click_xy: Sequence[float],
-    outline: np.ndarray,
-    *,
-    ratio: float = RATIO,
-    ransac_px: float = 4.0,
-    min_inliers: int = MIN_INLIERS,
-) -> MatchResult | None:
-    """Locate the clicked object of a described query in a described reference.
+def correspondences(
+    query: Features, reference: Features, *, ratio: float = RATIO, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Putative matches, (M, 2) query points and their (M, 2) reference points, each in its image's pixels.
 
-    Args:
-        query, reference: from ``describe``; the reference's can be cached per tile.
-        click_xy: (x, y) in query pixels.
-        outline: (N, 2) the query's object outline in query pixels, usually
-            ``object_outline(query_rgb, click_xy)``; a box's is ``window_corners(box)``.
-            Plausibility is judged on the corners of its bounds.
-        ratio: Lowe's ratio-test threshold.
-        ransac_px: largest reprojection error of an inlier, in reference pixels.
-        min_inliers: fewer inliers than this is "no match".
-
-    Returns:
-        The match, or None when there is no trustworthy one: too few matches
-        or inliers, or a homography that fails ``plausible``.
+    SIFT features pass Lowe's ratio test; learned ones are matched by
+    LighterGlue on ``device``, which needs no ratio. Repeats of one pair of
+    places count once.
     """
-    check_click(query.image_size, click_xy)
-    source, target = ratio_matches(query, reference, ratio)
+    if query.kind != reference.kind:
+        raise ValueError(f"cannot match {query.kind} features with {reference.kind} features")
+    if query.kind == learned.KIND:
+        source, target = learned.glue_matches(query, reference, device=device)
+        return _distinct(source, target)
+    return ratio_matches(query, reference, ratio)
+
+
+@dataclass(frozen=True)
+class HomographyFit:
+    """A robust homography between a query and a reference, before any click is placed with it.
+
+    ``homography`` (3, 3) maps query pixels to reference pixels; ``inliers``
+    of ``matches`` agree with it. Whether it is trustworthy depends on where
+    the click and the object are (see :func:`place`), so one fit serves
+    every click on the same photo and tile.
+    """
+
+    homography: np.ndarray
+    inliers: int
+    matches: int
+
+
+def fit_homography(
+    source: np.ndarray, target: np.ndarray, *, ransac_px: float = 4.0, min_inliers: int = MIN_INLIERS
+) -> HomographyFit | None:
+    """MAGSAC++ homography of (M, 2) ``source`` -> ``target`` points; None below ``min_inliers``."""
     if len(source) < max(min_inliers, 4):
         return None
     try:
@@ -204,24 +214,77 @@ def match_features(
         return None
     if homography is None or abs(homography[2, 2]) < 1e-12:
         return None
-    homography = homography / homography[2, 2]
     inliers = int(inlier_mask.sum())
-    corners = window_corners(outline_bounds(outline))
-    if inliers < min_inliers or not plausible(homography, click_xy, corners, query, reference):
+    if inliers < min_inliers:
         return None
-    points, _ = project(homography, np.vstack([outline, click_xy]))
-    inlier_ratio = inliers / len(source)
-    score = (1.0 - math.exp(-inliers / SCORE_INLIERS)) * math.sqrt(inlier_ratio)
+    return HomographyFit(homography / homography[2, 2], inliers, len(source))
+
+
+def place(
+    fit: HomographyFit | None,
+    click_xy: Sequence[float],
+    outline: np.ndarray,
+    query_scale: float,
+    reference: Features,
+) -> MatchResult | None:
+    """The click and the object outline carried into the reference by ``fit``; None when it fails ``plausible``.
+
+    ``outline`` (N, 2) and ``click_xy`` are in query pixels; plausibility is
+    judged on the corners of the outline's bounds. ``query_scale`` is the
+    query's working pixels per query pixel.
+    """
+    if fit is None:
+        return None
+    corners = window_corners(outline_bounds(outline))
+    if not plausible(fit.homography, click_xy, corners, query_scale, reference):
+        return None
+    points, _ = project(fit.homography, np.vstack([outline, click_xy]))
+    inlier_ratio = fit.inliers / fit.matches
     return MatchResult(
-        homography=homography,
+        homography=fit.homography,
         click_xy=(float(points[-1, 0]), float(points[-1, 1])),
         outline=points[:-1],
         box=outline_bounds(points[:-1]),
-        inliers=inliers,
-        matches=len(source),
+        inliers=fit.inliers,
+        matches=fit.matches,
         inlier_ratio=inlier_ratio,
-        score=score,
+        score=(1.0 - math.exp(-fit.inliers / SCORE_INLIERS)) * math.sqrt(inlier_ratio),
     )
+
+
+def match_features(
+    query: Features,
+    reference: Features,
+    click_xy: Sequence[float],
+    outline: np.ndarray,
+    *,
+    ratio: float = RATIO,
+    ransac_px: float = 4.0,
+    min_inliers: int = MIN_INLIERS,
+    device: str = "cpu",
+) -> MatchResult | None:
+    """Locate the clicked object of a described query in a described reference.
+
+    Args:
+        query, reference: from ``describe`` (SIFT) or ``learned.describe_xfeat``,
+            of the same kind; the reference's can be cached per tile.
+        click_xy: (x, y) in query pixels.
+        outline: (N, 2) the query's object outline in query pixels, usually
+            ``object_outline(query_rgb, click_xy)``; a box's is ``window_corners(box)``.
+        ratio: Lowe's ratio-test threshold (SIFT).
+        ransac_px: largest reprojection error of an inlier, in reference pixels.
+        min_inliers: fewer inliers than this is "no match".
+        device: where LighterGlue runs (learned features).
+
+    Returns:
+        The match, or None when there is no trustworthy one: too few matches
+        or inliers, or a homography that fails ``plausible``.
+    """
+    check_click(query.image_size, click_xy)
+    source, target = correspondences(query, reference, ratio=ratio, device=device)
+    fit = fit_homography(source, target, ransac_px=ransac_px, min_inliers=min_inliers)
+    query_scale = math.sqrt(query.work_scale[0] * query.work_scale[1])
+    return place(fit, click_xy, outline, query_scale, reference)
 
 
 def match_pair(
