@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from smgeo_cli.data.transforms import read_rgb
+from smgeo_cli.images import read_rgb
 from smgeo_cli.matching import MatchDetector, describe, match_features, object_outline
 from smgeo_cli.matching.features import QUERY_TILTS
 

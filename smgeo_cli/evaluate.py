@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset, CVOGLRecord
-from smgeo_cli.data.transforms import read_rgb
+from smgeo_cli.images import read_rgb
 from smgeo_cli.matching import match_pair
 from smgeo_cli.metrics import cvogl_iou, summarize
 from smgeo_cli.model.smgeo import SMGeo

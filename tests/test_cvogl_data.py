@@ -9,14 +9,9 @@ import torch
 from PIL import Image
 
 from smgeo_cli.data.cvogl import CVOGLDataset, CVOGLRecord, find_annotation, load_records, write_records
-from smgeo_cli.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    augment_reference,
-    image_to_tensor,
-    read_rgb,
-)
+from smgeo_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD, augment_reference, image_to_tensor
 from smgeo_cli.errors import InputFileError
+from smgeo_cli.images import read_rgb
 
 RED = (220, 30, 30)
 SAT = "500000.00_4000000.00_60.00_32633.png"

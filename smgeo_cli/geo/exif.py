@@ -27,8 +27,9 @@ from xml.etree import ElementTree
 
 from PIL import ExifTags, Image
 
-from smgeo_cli.errors import InputFileError
+from smgeo_cli.errors import InputFileError, SmgeoWarning
 from smgeo_cli.geo.flightlog import PhotoPose, dms_to_degrees, is_no_fix, parse_datetime
+from smgeo_cli.images import open_image
 
 __all__ = ["read_photo_pose"]
 
@@ -140,12 +141,12 @@ def read_photo_pose(path: str | PathLike) -> PhotoPose | None:
     XMP packet that is not well-formed XML is skipped with a warning (the EXIF
     position still counts).
     """
-    try:
-        with Image.open(path) as image:
+    with open_image(path, "photo") as image:
+        try:
             exif = image.getexif()
             packet = image.info.get("xmp")
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"{path}: cannot read the image ({exc}); check the path and the file type") from exc
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InputFileError(f"{path}: cannot read the photo's metadata ({exc})") from exc
     try:
         fields = _exif_fields(exif)
         source = "exif"
@@ -153,7 +154,9 @@ def read_photo_pose(path: str | PathLike) -> PhotoPose | None:
             try:
                 properties = _xmp_properties(packet)
             except ElementTree.ParseError as exc:
-                warnings.warn(f"{path}: XMP packet is not well-formed XML ({exc}); using EXIF only", stacklevel=2)
+                warnings.warn(
+                    f"{path}: XMP packet is not well-formed XML ({exc}); using EXIF only", SmgeoWarning, stacklevel=2
+                )
             else:
                 xmp, xmp_source = _xmp_fields(properties)
                 fields.update(xmp)
