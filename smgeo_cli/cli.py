@@ -80,7 +80,9 @@ def _quiet_libraries(debug: bool) -> None:
     warnings.simplefilter("ignore")
     warnings.simplefilter("default", SmgeoWarning)
     # Without a handler anywhere, Python prints library log records (rasterio's GDAL messages) to stderr.
-    logging.getLogger().addHandler(logging.NullHandler())
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
 
 
 @app.callback()

@@ -34,6 +34,8 @@ _AS_DISPLAYED = {
     7: lambda a: a[::-1, ::-1].transpose(1, 0, 2),
     8: lambda a: np.rot90(a, 1),
 }
+# Pixels converted at a time when a photo is turned into an array.
+_STRIP_PIXELS = 1 << 22
 # Modes whose values are not bytes: Pillow's convert("RGB") would clip them (a 16-bit photo reads all white).
 _WIDE_MODES = ("I", "F")
 
@@ -89,25 +91,33 @@ def read_rgb(path: str | PathLike[str]) -> np.ndarray:
 
     Photos are read as a viewer shows them, since that is where a person
     clicks. Greyscale, palette, CMYK and alpha images become RGB; 16-bit and
-    float ones are stretched from their 2nd to 98th percentile. The array is
-    read-only (one decoded copy is kept, not two): copy it to draw on it. Raises
+    float ones are stretched from their 2nd to 98th percentile. Raises
     InputFileError if the file is missing, not a readable image or declares
     more than ``MAX_PHOTO_PIXELS``.
     """
     with open_image(path) as image:
         try:
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-            if image.mode.startswith(_WIDE_MODES):
-                rgb = _stretched(np.asarray(image))
-            else:
-                # One decoded copy at a time: Pillow's exif_transpose and convert would each add one.
-                rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+            rgb = _stretched(np.asarray(image)) if image.mode.startswith(_WIDE_MODES) else _rgb_bytes(image)
         except (OSError, ValueError, SyntaxError) as err:
             raise InputFileError(f"{path}: cannot read image ({err})") from err
     view = _AS_DISPLAYED.get(orientation)
-    if view:
-        rgb = np.ascontiguousarray(view(rgb))
-        rgb.flags.writeable = False
+    return np.ascontiguousarray(view(rgb)) if view else rgb
+
+
+def _rgb_bytes(image: Image.Image) -> np.ndarray:
+    """(H, W, 3) uint8 of any byte-valued image, made a strip at a time.
+
+    Converting or exporting the whole image at once (``convert``,
+    ``tobytes``) would hold two more copies of its pixels beside Pillow's own:
+    2.6 GB for a 140 KB PNG of flat colour.
+    """
+    width, height = image.size
+    rgb = np.empty((height, width, 3), dtype=np.uint8)
+    rows = max(1, _STRIP_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        strip = image.crop((0, top, width, min(height, top + rows)))
+        rgb[top : top + rows] = np.asarray(strip if strip.mode == "RGB" else strip.convert("RGB"))
     return rgb
 
 

@@ -443,10 +443,10 @@ def locate(
     ``snap_tiles`` the tiles come from one raster-wide grid instead of being
     fitted to the search window, so calls whose search areas overlap share
     tiles, and with them cached encodings. A search needing more than
-    ``max_tiles`` tiles is refused (UsageError) before any is read. With ``verify`` every hit is
-    checked by the matcher (:mod:`smgeo_cli.verify`; ``verifier``, else a
-    default one) and its features carry ``verified``, ``verify_inliers`` and
-    ``verify_distance_m``.
+    ``max_tiles`` tiles is refused (UsageError) before any is read. With
+    ``verify`` every hit is checked by the matcher (:mod:`smgeo_cli.verify`;
+    ``verifier``, else a default one) and its features carry ``verified``,
+    ``verify_inliers`` and ``verify_distance_m``.
 
     Raises InputFileError for unreadable files, GeoreferenceError for a
     raster without georeferencing or a search area off the raster,

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -273,11 +275,10 @@ print(entry, sorted(m for m in {heavy!r} if m in sys.modules))
     assert result.stdout.strip().splitlines()[-1] == "[] []", result.stdout[-2000:]
 
 
-def test_ctrl_c_says_interrupted_and_exits_130(inputs, tmp_path):
-    """SIGINT in the middle of a run: the message Typer swallowed, and no output written."""
-    import signal
-    import time
-
+@pytest.mark.slow
+@pytest.mark.parametrize(("how", "code", "said"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_and_sigterm_are_said_and_leave_no_output(inputs, tmp_path, how, code, said):
+    """Mid-run: the message Typer swallowed for Ctrl-C; SIGTERM unwinds too, so temporary files are removed."""
     big = write_geotiff(tmp_path / "big.tif", np.random.default_rng(0).integers(0, 255, (3, 4000, 4000), np.uint8))
     args = [a.format(inputs=inputs) for a in LOCATE] + ["--ref", big, "--no-gps", "-o", tmp_path / "hit.geojson"]
     process = subprocess.Popen(
@@ -287,7 +288,7 @@ def test_ctrl_c_says_interrupted_and_exits_130(inputs, tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     time.sleep(8)  # past start-up, into the scan (tens of seconds of SIFT)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(how)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130 and err.strip().splitlines()[-1] == "smgeo: interrupted", err
+    assert process.returncode == code and err.strip().splitlines()[-1] == f"smgeo: {said}", err
     assert "Traceback" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["big.tif"]
