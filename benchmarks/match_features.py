@@ -29,8 +29,8 @@ import numpy as np
 
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, find_annotation, load_records
 from smgeo_cli.data.stacks import find_stacks, read_stack_sidecar, write_stack_pairs
-from smgeo_cli.data.transforms import read_rgb
 from smgeo_cli.device import set_cpu_threads
+from smgeo_cli.images import read_rgb
 from smgeo_cli.matching.detector import matchers
 from smgeo_cli.metrics import cvogl_iou
 

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, load_records
-from smgeo_cli.data.transforms import read_rgb
+from smgeo_cli.images import read_rgb
 from smgeo_cli.matching import MatchDetector, describe, match_features
 from smgeo_cli.matching.matcher import MIN_INLIERS, RATIO
 from smgeo_cli.metrics import cvogl_iou

@@ -16,8 +16,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset, CVOGLRecord
-from smgeo_cli.data.transforms import read_rgb
-from smgeo_cli.matching.detector import DEFAULT_FEATURES, matchers
+from smgeo_cli.defaults import DEFAULT_FEATURES
+from smgeo_cli.images import read_rgb
+from smgeo_cli.matching.detector import matchers
 from smgeo_cli.metrics import cvogl_iou, summarize
 from smgeo_cli.model.smgeo import SMGeo
 

@@ -35,22 +35,21 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from smgeo_cli.data.transforms import image_to_tensor, read_rgb, resize_with_points
+from smgeo_cli.data.transforms import image_to_tensor, resize_with_points
+from smgeo_cli.defaults import DEFAULT_MAX_TILES, DEFAULT_SEARCH_RADIUS_M
 from smgeo_cli.errors import InputFileError, NoDataError, UsageError
 from smgeo_cli.geo.exif import photo_hints, read_photo_pose
 from smgeo_cli.geo.flightlog import PhotoPose, ground_point
 from smgeo_cli.geo.output import Detection, Feature, make_feature
-from smgeo_cli.geo.raster import ReferenceRaster, open_reference, read_env
+from smgeo_cli.geo.raster import ReferenceRaster, has_valid_pixels, open_reference, read_env
 from smgeo_cli.geo.search_area import bbox_window, circle_window, full_window
 from smgeo_cli.geo.tiling import Tile, iter_tiles, nms, plan_grid_tiles, plan_tiles, tile_box_to_raster
+from smgeo_cli.images import read_rgb
 from smgeo_cli.matching import MatchDetector
 from smgeo_cli.model.head import decode_detections
 from smgeo_cli.model.smgeo import SMGeo
 from smgeo_cli.verify import VERIFY_KEYS, verify_hits
 
-# Radius of the search circle around the photo's GPS ground point: the ground a
-# nadir photo from 400 m sees, with room for GPS, yaw and pitch errors.
-DEFAULT_SEARCH_RADIUS_M = 500.0
 # Two boxes whose intersection covers more than this share of the smaller one
 # are the same object seen from two tiles.
 MERGE_THRESHOLD = 0.5
@@ -449,6 +448,7 @@ def locate(
     search: SearchArea = SearchArea(),
     pose: PhotoPose | None = None,
     snap_tiles: bool = False,
+    max_tiles: int | None = DEFAULT_MAX_TILES,
     verify: bool = False,
     verifiers: Sequence[MatchDetector] | None = None,
     cache: MutableMapping | None = None,
@@ -465,11 +465,13 @@ def locate(
     outlives the call, so memory stays flat however large the raster. With
     ``snap_tiles`` the tiles come from one raster-wide grid instead of being
     fitted to the search window, so calls whose search areas overlap share
-    tiles, and with them cached encodings. With ``verify`` every hit is
-    checked by the matcher (:mod:`smgeo_cli.verify`; ``verifiers`` tried in
-    turn, else the default ones) and its features carry ``verified``,
-    ``verify_inliers`` and ``verify_distance_m``. The photo's heading and
-    ground sample distance (``photo_hints``) go to the detector.
+    tiles, and with them cached encodings. A search needing more than
+    ``max_tiles`` tiles is refused (UsageError) before any is read. With
+    ``verify`` every hit is checked by the matcher (:mod:`smgeo_cli.verify`;
+    ``verifiers`` tried in turn, else the default ones) and its features
+    carry ``verified``, ``verify_inliers`` and ``verify_distance_m``. The
+    photo's heading and ground sample distance (``photo_hints``) go to the
+    detector.
 
     Raises InputFileError for unreadable files, GeoreferenceError for a
     raster without georeferencing or a search area off the raster,
@@ -489,9 +491,11 @@ def locate(
         area = search_window(raster, photo, search, pose)
         if snap_tiles:
             raster_size = (raster.width, raster.height)
-            tiles = plan_grid_tiles(area.window, raster_size, raster.gsd_m, model_gsd, detector.tile_size, tile_overlap)
+            tiles = plan_grid_tiles(
+                area.window, raster_size, raster.gsd_m, model_gsd, detector.tile_size, tile_overlap, max_tiles
+            )
         else:
-            tiles = plan_tiles(area.window, raster.gsd_m, model_gsd, detector.tile_size, tile_overlap)
+            tiles = plan_tiles(area.window, raster.gsd_m, model_gsd, detector.tile_size, tile_overlap, max_tiles)
         hints = photo_hints(photo, photo_size, pose)
         query_start = time.perf_counter()
         query = detector.encode_query(photo_rgb, click_xy, heading_deg=hints.heading_deg, zoom=hints.zoom(model_gsd))
@@ -499,6 +503,13 @@ def locate(
         detections, scanned = scan(
             raster, tiles, detector, query, top_k=top_k, batch_size=batch_size, cache=cache, on_progress=on_progress
         )
+        if scanned == 0 and has_valid_pixels(raster, area.window):
+            window = area.window
+            raise NoDataError(
+                f"the search area ({area.kind}) of raster {raster_path} is {window.width:.4g} x {window.height:.4g} "
+                f"pixels: it holds data, but less than a whole tile pixel at {model_gsd:g} m; "
+                "search a larger raster or area, or give a finer --gsd"
+            )
         if scanned == 0:
             raise NoDataError(
                 f"no valid pixels in the search area ({area.kind}) of raster {raster_path}: "

@@ -7,8 +7,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 from rasterio.windows import Window
 
-from smgeo_cli.data.transforms import read_rgb
 from smgeo_cli.geo.raster import open_reference, read_env, read_window
+from smgeo_cli.images import read_rgb
 from smgeo_cli.io import replace_atomically
 from smgeo_cli.locate import LocateResult
 

@@ -68,3 +68,19 @@ def write_photo(path: Path, size: tuple[int, int] = (80, 60), latlon: tuple[floa
     pixels = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path, exif=exif)
     return path
+
+
+def write_bomb_png(path: Path, side: int = 50_000) -> Path:
+    """A 1 x 1 PNG whose header declares side x side pixels: a few dozen bytes claiming 7.5 GB of RGB."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("RGB", (1, 1)).save(path, format="PNG")
+    data = bytearray(path.read_bytes())
+    # After the 8-byte signature: the IHDR chunk's length (4), type (4), width (4), height (4), 5 more bytes, CRC.
+    data[16:24] = struct.pack(">II", side, side)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path

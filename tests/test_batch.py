@@ -24,7 +24,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from conftest import run_cli
-from raster_factory import UTM_33N, UTM_TRANSFORM, write_geotiff, write_photo
+from raster_factory import UTM_33N, UTM_TRANSFORM, write_bomb_png, write_geotiff, write_photo
 from smgeo_cli.batch import TileCache, journal_path
 from smgeo_cli.commands import batch_cmd
 from smgeo_cli.geo.coords import pixel_to_lonlat
@@ -208,11 +208,13 @@ def _smgeo(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "smgeo_cli", *map(str, args)], env=env, **kwargs)
 
 
-def _journal_lines(path):
-    return path.read_text().count("\n") if path.is_file() else 0
+def _journal_records(path):
+    """Queries the journal holds (its first line holds the run's settings)."""
+    return path.read_text().count('"id": ') if path.is_file() else 0
 
 
-def test_killed_batch_resumes_with_every_query_exactly_once(tmp_path, weights):
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_killed_batch_resumes_with_every_query_exactly_once(tmp_path, weights, how):
     ref, photos, clicks = _flight(tmp_path, 12, clicks_per_photo=2)
     out = tmp_path / "flight.geojson"
     common = ["batch", photos, "--clicks", clicks, "--ref", ref, "-o", out,
@@ -220,11 +222,17 @@ def test_killed_batch_resumes_with_every_query_exactly_once(tmp_path, weights):
     process = _smgeo(*common, "--no-gps", stderr=subprocess.PIPE)
     journal = journal_path(out)
     deadline = time.monotonic() + 60
-    while _journal_lines(journal) < 3 and process.poll() is None and time.monotonic() < deadline:
+    while _journal_records(journal) < 3 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert 3 <= _journal_lines(journal) < 24 and not out.exists(), "the batch was not killed mid-run"
+    process.send_signal(how)
+    _, err = process.communicate(timeout=60)
+    assert 3 <= _journal_records(journal) < 24 and not out.exists(), "the batch was not killed mid-run"
+    if how == signal.SIGINT:  # Ctrl-C: a word and the shell's code for it, no traceback
+        assert process.returncode == 130 and err.decode().strip() == "smgeo: interrupted"
+    # Nothing half-written; a SIGKILL'd run leaves its lock file, which holds no lock and the next run removes.
+    left = {"clicks.csv", "flight.geojson.journal", "photos", "ref.tif"}
+    left |= {"flight.geojson.lock"} if how == signal.SIGKILL else set()
+    assert {p.name for p in tmp_path.iterdir()} == left
     resumed = _smgeo(*common, "--no-gps", "--resume", "--json", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout, stderr = resumed.communicate(timeout=120)
     assert resumed.returncode == 0, stderr.decode()
@@ -234,6 +242,7 @@ def test_killed_batch_resumes_with_every_query_exactly_once(tmp_path, weights):
     assert info["features"] == 24
     ids = [f["properties"]["query_id"] for f in _features(out)]
     assert ids == [f"DJI_{i // 2:04d}.JPG#{i + 2}" for i in range(24)]
+    assert not (tmp_path / "flight.geojson.lock").exists()
 
 
 def _free_port():
@@ -257,3 +266,167 @@ def test_two_torchrun_processes_give_the_features_of_one(tmp_path, weights):
     assert one.wait(timeout=120) == 0, one.stderr.read().decode()
     assert _features(tmp_path / "two.geojson") == _features(tmp_path / "one.geojson")
     assert len(_features(tmp_path / "one.geojson")) == 10
+
+
+def _batch(monkeypatch, capsys, photos, clicks, ref, out, *extra):
+    return run_cli(
+        monkeypatch, capsys, "batch", photos, "--clicks", clicks, "--ref", ref, "-o", out,
+        "--search-radius", RADIUS, *extra,
+    )  # fmt: skip
+
+
+def test_resume_with_other_settings_is_refused_naming_them(tmp_path, monkeypatch, capsys, stand_in):
+    ref, photos, clicks = _flight(tmp_path, 2)
+    out = tmp_path / "flight.geojson"
+    assert _batch(monkeypatch, capsys, photos, clicks, ref, out, "-q")[0] == 0
+    before = out.read_bytes()
+    code, _, err = _batch(monkeypatch, capsys, photos, clicks, ref, out, "-q", "--resume", "--top-k", "2")
+    assert code == 2 and "top_k was 1, now 2" in err and "without --resume" in err
+    other = _raster(tmp_path / "other.tif")
+    code, _, err = _batch(monkeypatch, capsys, photos, clicks, other, out, "-q", "--resume")
+    assert code == 2 and "ref was" in err and "other.tif" in err
+    assert out.read_bytes() == before
+    # Without --resume the run starts over with the new settings.
+    assert _batch(monkeypatch, capsys, photos, clicks, ref, out, "-q", "--top-k", "2")[0] == 0
+
+
+def test_resume_runs_again_the_rows_that_changed(tmp_path, monkeypatch, capsys, stand_in):
+    ref, photos, clicks = _flight(tmp_path, 3)
+    out = tmp_path / "flight.geojson"
+    assert _batch(monkeypatch, capsys, photos, clicks, ref, out, "-q")[0] == 0
+    rows = list(csv.reader(open(clicks)))
+    rows[2][1], rows[2][3] = "33", "moved"  # the second photo's click and label, edited after the run
+    _csv(clicks, rows[0], rows[1:])
+    code, stdout, err = _batch(monkeypatch, capsys, photos, clicks, ref, out, "--resume", "--json")
+    summary = json.loads(stdout)
+    assert code == 0 and (summary["resumed"], summary["changed"], summary["done"]) == (2, 1, 1)
+    assert "1 queries changed since the journal was written" in err
+    props = [f["properties"] for f in _features(out)]
+    assert [p["label"] for p in props] == ["obj0-0", "moved", "obj2-0"] and props[1]["click_x"] == 33.0
+
+
+def test_failed_queries_run_again_with_retry_failed(tmp_path, monkeypatch, capsys, stand_in):
+    ref, photos, clicks = _flight(tmp_path, 3)
+    late = photos / "DJI_0001.JPG"
+    late.rename(tmp_path / "late.jpg")  # not copied yet when the batch first ran
+    out = tmp_path / "flight.geojson"
+    code, _, err = _batch(monkeypatch, capsys, photos, clicks, ref, out, "-q")
+    assert code == 1 and "1 of 3 queries failed" in err
+    (tmp_path / "late.jpg").rename(late)
+    code, stdout, _ = _batch(monkeypatch, capsys, photos, clicks, ref, out, "-q", "--resume", "--json")
+    assert code == 1 and json.loads(stdout)["resumed"] == 3  # a failure is an answer until asked to retry
+    code, stdout, _ = _batch(monkeypatch, capsys, photos, clicks, ref, out, "-q", "--resume", "--retry-failed", "--json")
+    summary = json.loads(stdout)
+    assert code == 0 and (summary["resumed"], summary["done"], summary["failed_total"]) == (2, 1, 0)
+    assert [f["properties"]["label"] for f in _features(out)] == ["obj0-0", "obj1-0", "obj2-0"]
+    assert not (tmp_path / "flight.errors.csv").exists()
+
+
+class _FailingDetector(BrightBoxDetector):
+    """Fails the second and third photos the way libraries fail: out of memory, and an OpenCV error."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def encode_query(self, photo_rgb, click_xy):
+        self.calls += 1
+        if self.calls == 2:
+            raise MemoryError()
+        if self.calls == 3:
+            import cv2
+
+            raise cv2.error("OpenCV(5.0.0) matrix.cpp:123: error: (-215:Assertion failed) in function 'create'")
+        return super().encode_query(photo_rgb, click_xy)
+
+
+def test_any_failure_of_one_query_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
+    detector = _FailingDetector()
+    monkeypatch.setattr(batch_cmd, "method_detectors", lambda method, weights, device: [detector])
+    ref, photos, clicks = _flight(tmp_path, 4)
+    write_bomb_png(photos / "DJI_0003.JPG")  # a decompression bomb where the last photo was
+    out = tmp_path / "flight.geojson"
+    code, _, err = _batch(monkeypatch, capsys, photos, clicks, ref, out)
+    assert code == 1 and "3 of 4 queries failed" in err and "Traceback" not in err
+    reasons = [row["reason"] for row in csv.DictReader(open(tmp_path / "flight.errors.csv"))]
+    assert reasons[0] == "MemoryError" and reasons[1].startswith("error: OpenCV(5.0.0)")
+    assert "DJI_0003.JPG" in reasons[2] and "implausible size" in reasons[2]
+    journal = [json.loads(line) for line in journal_path(out).read_text().splitlines()]
+    assert "Traceback" in journal[2]["traceback"]  # kept for a bug report
+    # A resume does not trip over the bomb again.
+    assert _batch(monkeypatch, capsys, photos, clicks, ref, out, "--resume", "-q")[0] == 1
+
+
+def test_a_damaged_raster_fails_each_query_with_its_reason_and_quiet_still_says_so(tmp_path, monkeypatch, capsys,
+                                                                                    stand_in):  # fmt: skip
+    _, photos, clicks = _flight(tmp_path, 2)
+    data = np.random.default_rng(0).integers(0, 255, (3, 300, 400), dtype=np.uint8)
+    whole = write_geotiff(tmp_path / "whole.tif", data, tiled=True, blockxsize=64, blockysize=64, compress="deflate")
+    ref = tmp_path / "cut.tif"
+    ref.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # a COG cut short by a failed download
+    out = tmp_path / "flight.geojson"
+    code, stdout, err = _batch(monkeypatch, capsys, photos, clicks, ref, out, "-q")
+    assert code == 1 and stdout == "" and err.strip() == f"all 2 queries failed: see {tmp_path / 'flight.errors.csv'}"
+    reasons = [row["reason"] for row in csv.DictReader(open(tmp_path / "flight.errors.csv"))]
+    assert all("cut.tif: cannot read its pixels" in reason and "truncated" in reason for reason in reasons)
+
+
+def test_bad_csv_rows_and_srt_entries_fail_alone(tmp_path, monkeypatch, capsys, stand_in):
+    ref, photos, clicks = _flight(tmp_path, 3)
+    rows = list(csv.reader(open(clicks)))
+    rows[2][1] = "ten"
+    _csv(clicks, rows[0], rows[1:])
+    out = tmp_path / "flight.geojson"
+    code, _, err = _batch(monkeypatch, capsys, photos, clicks, ref, out, "-q")
+    assert code == 1 and "1 of 3 queries failed" in err
+    (error,) = csv.DictReader(open(tmp_path / "flight.errors.csv"))
+    assert error["row"] == f"{clicks}:3" and "click_x is 'ten', not a number" in error["reason"]
+    assert [f["properties"]["label"] for f in _features(out)] == ["obj0-0", "obj2-0"]
+
+
+def test_an_impossible_srt_position_fails_only_its_frames(tmp_path, monkeypatch, capsys, stand_in):
+    ref = _raster(tmp_path / "ref.tif")
+    lon, lat = _lonlat(190, 150)
+    srt = tmp_path / "flight.srt"
+    srt.write_text(
+        f"1\n00:00:00,000 --> 00:00:01,000\n[latitude: {lat}] [longitude: {lon}] [rel_alt: 0.0]\n\n"
+        "2\n00:00:01,000 --> 00:00:02,000\n[latitude: 95.0] [longitude: 3.0] [rel_alt: 0.0]\n\n"
+    )
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for number in (1, 2):
+        write_photo(frames / f"frame_{number:04d}.jpg")
+    clicks = _csv(tmp_path / "clicks.csv", ["image", "click_x", "click_y"], [["frame_0001.jpg", 1, 2], ["frame_0002.jpg", 3, 4]])
+    code, _, err = run_cli(monkeypatch, capsys, "batch", frames, "--srt", srt, "--clicks", clicks, "--ref", ref,
+                           "-o", tmp_path / "f.geojson", "--search-radius", RADIUS, "-q")  # fmt: skip
+    assert code == 1 and "1 of 2 queries failed" in err
+    (error,) = csv.DictReader(open(tmp_path / "f.errors.csv"))
+    assert error["image"].endswith("frame_0002.jpg") and "entry 2: latitude 95.0 is outside" in error["reason"]
+
+
+def test_a_second_batch_on_the_same_output_is_refused(tmp_path, monkeypatch, capsys, stand_in):
+    from smgeo_cli.io import output_lock
+
+    ref, photos, clicks = _flight(tmp_path, 1)
+    out = tmp_path / "flight.geojson"
+    with output_lock(out):  # as a run in another terminal holds it
+        code, _, err = _batch(monkeypatch, capsys, photos, clicks, ref, out, "-q")
+    assert code == 2 and "being written by another smgeo run" in err and not out.exists()
+    assert _batch(monkeypatch, capsys, photos, clicks, ref, out, "-q")[0] == 0
+
+
+def test_a_damaged_cache_entry_is_encoded_again_and_an_upgrade_reuses_nothing(tmp_path, monkeypatch, capsys,
+                                                                             stand_in):  # fmt: skip
+    ref, photos, clicks = _flight(tmp_path, 2)
+    cache = tmp_path / "cache"
+    args = ("--cache-dir", cache, "--json", "-q")
+    code, first, _ = _batch(monkeypatch, capsys, photos, clicks, ref, tmp_path / "one.geojson", *args)
+    entries = sorted(cache.rglob("*.npz"))
+    assert code == 0 and len(entries) == json.loads(first)["tiles_encoded"] > 1
+    entries[0].write_bytes(entries[0].read_bytes()[:100])  # a copy cut short
+    code, second, _ = _batch(monkeypatch, capsys, photos, clicks, ref, tmp_path / "two.geojson", *args)
+    assert code == 0 and json.loads(second)["tiles_encoded"] == 1
+    assert _features(tmp_path / "two.geojson") == _features(tmp_path / "one.geojson")
+    monkeypatch.setattr("smgeo_cli.batch.TILE_FORMAT_VERSION", 10**6)  # tiles are read differently from now on
+    code, third, _ = _batch(monkeypatch, capsys, photos, clicks, ref, tmp_path / "three.geojson", *args)
+    assert code == 0 and json.loads(third)["tiles_encoded"] == len(entries)

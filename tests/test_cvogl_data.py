@@ -9,14 +9,9 @@ import torch
 from PIL import Image
 
 from smgeo_cli.data.cvogl import CVOGLDataset, CVOGLRecord, find_annotation, load_records, write_records
-from smgeo_cli.data.transforms import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    augment_reference,
-    image_to_tensor,
-    read_rgb,
-)
+from smgeo_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD, augment_reference, image_to_tensor
 from smgeo_cli.errors import InputFileError
+from smgeo_cli.images import read_rgb
 
 RED = (220, 30, 30)
 SAT = "500000.00_4000000.00_60.00_32633.png"
@@ -198,3 +193,20 @@ def test_read_rgb_applies_exif_orientation_and_reports_bad_files(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
     with pytest.raises(InputFileError, match="broken.jpg"):
         read_rgb(tmp_path / "broken.jpg")
+
+
+def test_samples_off_their_images_are_left_out_with_a_warning_naming_them(tmp_path):
+    """A box wholly off the satellite tile or a click off the photo can only be missed, or trained towards nothing."""
+    from smgeo_cli.errors import SmgeoWarning
+
+    good = _write_dataset(tmp_path)
+    bad = [
+        CVOGLRecord("box-off", "q.png", SAT, CLICK, (130.0, 10.0, 150.0, 30.0), "building"),  # the tile is 120 wide
+        CVOGLRecord("click-off", "q.png", SAT, (64.0, 10.0), BOX, "building"),  # the photo is 64 wide
+    ]
+    write_records(tmp_path, "Tiny", "train", [*good, *bad])
+    with pytest.warns(SmgeoWarning, match=r"2 of 4 samples .* \(ids box-off, click-off\)"):
+        assert load_records(tmp_path, "train") == good
+    write_records(tmp_path, "Tiny", "train", bad)
+    with pytest.raises(InputFileError, match="2 of 2 samples"):
+        load_records(tmp_path, "train")

@@ -22,9 +22,9 @@ from rasterio.windows import Window
 from conftest import run_cli
 from smgeo_cli.batch import build_queries
 from smgeo_cli.data.geometry import apply_homography, translation, warp_square
-from smgeo_cli.data.transforms import read_rgb
 from smgeo_cli.geo.coords import xy_to_pixel
 from smgeo_cli.geo.raster import open_reference, read_window
+from smgeo_cli.images import read_rgb
 from smgeo_cli.matching.matcher import window_corners
 from smgeo_cli.metrics import cvogl_iou
 

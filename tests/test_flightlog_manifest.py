@@ -1,5 +1,6 @@
 """CSV click manifests and per-image pose tables."""
 
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -87,10 +88,11 @@ def test_coordinate_spellings(tmp_path, lat, expected):
         ("a.jpg,1,2,41.5 30,-83", "fraction"),
     ],
 )
-def test_bad_row_names_file_and_line(tmp_path, row, message):
-    path = _csv(tmp_path, f"image,click_x,click_y,lat,lon\nok.jpg,1,2,41,-83\n{row}\n")
-    with pytest.raises(InputFileError, match=rf"clicks\.csv:3: .*{message}"):
-        read_manifest(path)
+def test_bad_row_is_kept_with_its_problem_naming_file_and_line(tmp_path, row, message):
+    path = _csv(tmp_path, f"image,click_x,click_y,lat,lon\nok.jpg,1,2,41,-83\n{row}\nlast.jpg,3,4,,\n")
+    good, bad, last = read_manifest(path)
+    assert good.problem is None and last.problem is None and (last.click_x, last.click_y) == (3.0, 4.0)
+    assert re.search(rf"clicks\.csv:3: .*{message}", bad.problem) and bad.line == 3 and bad.pose is None
 
 
 def test_missing_required_column_lists_columns_found(tmp_path):

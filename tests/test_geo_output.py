@@ -8,7 +8,9 @@ import sys
 import numpy as np
 import pyogrio
 import pyogrio.raw
+import pyproj
 import pytest
+from rasterio.transform import Affine
 
 from raster_factory import write_geotiff
 from smgeo_cli.errors import InputFileError, UsageError
@@ -102,7 +104,7 @@ def test_failed_write_leaves_the_old_file_and_no_debris(tmp_path, feature, monke
         raise OSError("disk full")
 
     monkeypatch.setattr(pyogrio.raw, "write", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(InputFileError, match=r"cannot write .*hit\.gpkg: disk full"):
         write_features(out, [feature])
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hit.gpkg", "ref.tif"]
@@ -112,3 +114,62 @@ def test_extra_properties_cannot_replace_standard_ones(tmp_path):
     path = write_geotiff(tmp_path / "ref.tif", np.full((3, 8, 8), 90, dtype=np.uint8))
     with open_reference(path) as raster, pytest.raises(ValueError, match="score"):
         make_feature(raster, Detection(BOX, 0.5, 1), query="q", click=(0, 0), model="m", extra={"score": 1})
+
+
+def test_a_geopackage_layer_is_replaced_and_the_files_other_layers_kept(tmp_path, feature):
+    """`-o project.gpkg` adds or replaces its layer (named after the file) and leaves the analyst's others alone."""
+    project = tmp_path / "project.gpkg"
+    ring = feature.ring_xy
+    pyogrio.raw.write(
+        str(project), geometry=np.array([_polygon(ring)], dtype=object), field_data=[np.array(["road"], dtype=object)],
+        fields=["kind"], driver="GPKG", geometry_type="Polygon", crs=feature.crs_wkt, layer="roads",
+    )  # fmt: skip
+    write_features(project, [feature])
+    write_features(project, [feature, feature])  # the project layer again: replaced, not appended to
+    layers = {name: pyogrio.read_info(project, layer=name)["features"] for name, _ in pyogrio.list_layers(project)}
+    assert layers == {"roads": 1, "project": 2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project.gpkg", "ref.tif"]
+
+
+def _polygon(ring: np.ndarray) -> bytes:
+    import struct
+
+    return struct.pack("<BIII", 1, 3, 1, len(ring)) + np.ascontiguousarray(ring, dtype="<f8").tobytes()
+
+
+def _across_the_antimeridian(crs: str, pixel_m: float) -> Affine:
+    """A north-up transform whose 200-pixel-wide raster at 17 S has 180 degrees at column 100."""
+    x, y = pyproj.Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(180.0, -17.0)
+    return Affine(pixel_m, 0.0, x - 100 * pixel_m, 0.0, -pixel_m, y)
+
+
+@pytest.mark.parametrize(
+    ("crs", "pixel"),
+    # A geographic raster running past 180 degrees east (some Pacific mosaics do), and UTM zone 1 south across it.
+    [("EPSG:4326", 1e-5), ("EPSG:32701", 0.5)],
+)
+def test_a_footprint_across_the_antimeridian_is_valid_rfc_7946(tmp_path, crs, pixel):
+    transform = _across_the_antimeridian(crs, pixel)
+    path = write_geotiff(tmp_path / "ref.tif", np.full((3, 60, 200), 90, np.uint8), crs=crs, transform=transform)
+    with open_reference(path) as raster:
+        feature = make_feature(raster, Detection((10.0, 10.0, 190.0, 50.0), 0.5, 1), query="q", click=(1, 1), model="m")
+    geometry = json.loads(geojson_text([feature]))["features"][0]["geometry"]
+    assert geometry["type"] == "MultiPolygon"
+    west, east = (np.array(polygon[0]) for polygon in geometry["coordinates"])
+    for part in (west, east):
+        assert (np.abs(part[:, 0]) <= 180).all() and (part[0] == part[-1]).all()
+        assert 0.5 * np.sum(part[:-1, 0] * part[1:, 1] - part[1:, 0] * part[:-1, 1]) > 0  # counter-clockwise
+    assert west[:, 0].max() == 180.0 and east[:, 0].min() == -180.0
+    # The box starts 90 pixels west of 180 degrees (0.5 m is 4.7e-6 degrees of longitude at 17 S).
+    degrees_per_pixel = 1e-5 if crs == "EPSG:4326" else 4.7e-6
+    assert west[:, 0].min() == pytest.approx(180 - 90 * degrees_per_pixel, abs=5e-6)
+    assert -180.0 <= feature.properties["center_lon"] <= 180.0
+    assert feature.properties["area_m2"] > 0
+    written = tmp_path / "hit.geojson"
+    write_features(written, [feature])
+    assert pyogrio.read_info(written)["features"] == 1
+
+
+def test_a_footprint_away_from_the_antimeridian_stays_one_polygon(feature):
+    geometry = json.loads(geojson_text([feature]))["features"][0]["geometry"]
+    assert geometry["type"] == "Polygon" and len(geometry["coordinates"][0]) == 5

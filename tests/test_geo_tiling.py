@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from rasterio.enums import ColorInterp
@@ -66,8 +68,37 @@ def test_area_smaller_than_a_tile_gets_one_centred_padded_tile(tmp_path):
 def test_bad_plans_are_usage_errors():
     with pytest.raises(UsageError, match="overlap"):
         plan_tiles(Window(0, 0, 10, 10), GSD, 0.5, 64, overlap=1.0)
-    with pytest.raises(UsageError, match="positive size and GSD"):
-        plan_tiles(Window(0, 0, 10, 10), GSD, 0.0, 64)
+    for gsd in (0.0, float("nan"), float("inf")):
+        with pytest.raises(UsageError, match="positive size and GSD"):
+            plan_tiles(Window(0, 0, 10, 10), GSD, gsd, 64)
+
+
+def test_tiles_far_finer_than_the_raster_are_refused_with_the_gsd_that_works():
+    # --gsd 1e-6 once upsampled without limit; a 53 m geographic raster at 0.5 m made 7,308 tiles.
+    with pytest.raises(UsageError, match=r"53 m .* 106 times finer .* --gsd 3.31 or coarser"):
+        plan_tiles(Window(0, 0, 10, 10), (53.0, 53.0), 0.5, 64)
+    assert plan_tiles(Window(0, 0, 10, 10), (8.0, 8.0), 0.5, 64)  # 16 times finer is allowed
+
+
+def test_too_many_tiles_are_refused_with_their_count_before_any_is_made():
+    huge = Window(0, 0, 1e9, 1e9)  # 1e14 tiles: a plan that would never finish
+    per_axis = math.ceil((1e9 - 128) / 96) + 1
+    with pytest.raises(UsageError, match=rf"needs {per_axis**2:,} tiles .* more than --max-tiles 4,000"):
+        plan_tiles(huge, GSD, 0.5, 128, max_tiles=4000)
+    with pytest.raises(UsageError, match="--max-tiles 10"):
+        tiling.plan_grid_tiles(Window(0, 0, 1e9, 1e9), (10**9, 10**9), GSD, 0.5, 128, max_tiles=10)
+    assert len(plan_tiles(Window(0, 0, 500, 500), GSD, 0.5, 128, max_tiles=25)) == 25  # exactly the limit passes
+
+
+def test_the_grid_over_the_whole_raster_is_the_plan_of_the_whole_raster():
+    area = Window(0, 0, 1234, 987)
+    plan = plan_tiles(area, (0.37, 0.41), 0.5, 128)
+    grid = tiling.plan_grid_tiles(area, (1234, 987), (0.37, 0.41), 0.5, 128)
+    assert [(t.window, t.row, t.col) for t in grid] == [(t.window, t.row, t.col) for t in plan]
+    part = tiling.plan_grid_tiles(Window(400.5, 300.25, 200, 150), (1234, 987), (0.37, 0.41), 0.5, 128)
+    touching = [t for t in plan if t.window.col_off < 600.5 and t.window.col_off + t.window.width > 400.5
+                and t.window.row_off < 450.25 and t.window.row_off + t.window.height > 300.25]  # fmt: skip
+    assert part == touching
 
 
 def test_twice_the_gsd_halves_the_picture(tmp_path):

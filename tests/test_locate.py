@@ -21,7 +21,7 @@ from rasterio.transform import Affine, from_origin
 
 from conftest import run_cli
 from raster_factory import UTM_33N, write_geotiff, write_photo
-from smgeo_cli.commands import locate_cmd
+from smgeo_cli import locate as locate_module
 from smgeo_cli.data.toy import write_toy_dataset
 from smgeo_cli.errors import NoDataError
 from smgeo_cli.geo.coords import pixel_to_lonlat
@@ -152,13 +152,20 @@ def test_all_nodata_search_area_is_an_error(tmp_path):
         locate(write_photo(tmp_path / "p.jpg"), (10, 20), path, FixedBoxDetector(), search=SearchArea(use_gps=False))
 
 
+def test_a_raster_smaller_than_a_tile_pixel_is_not_called_all_nodata(tmp_path):
+    """A valid 1 x 1 raster holds data: the error says what is wrong with it (its size), not "all nodata"."""
+    path = write_geotiff(tmp_path / "one.tif", np.full((3, 1, 1), 120, np.uint8))
+    with pytest.raises(NoDataError, match=r"one\.tif is 1 x 1 pixels: it holds data, but less than a whole tile pixel"):
+        locate(write_photo(tmp_path / "p.jpg"), (10, 20), path, FixedBoxDetector(), search=SearchArea(use_gps=False))
+
+
 # Command line.
 
 
 def test_cli_geojson_loads_in_ogr_with_the_object_extent(tmp_path, monkeypatch, capsys, weights):
     box = (100, 60, 140, 100)
     ref = _raster(tmp_path / "ref.tif", (160, 220), box)
-    monkeypatch.setattr(locate_cmd, "SMGeoDetector", lambda model: BrightBoxDetector())
+    monkeypatch.setattr(locate_module, "SMGeoDetector", lambda model: BrightBoxDetector())
     out = tmp_path / "hit.geojson"
     code, stdout, _ = run_cli(
         monkeypatch, capsys, "locate", write_photo(tmp_path / "p.jpg"), "--click", "40,30", "--ref", ref,

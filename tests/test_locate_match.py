@@ -12,9 +12,9 @@ import numpy as np
 import rasterio
 from PIL import Image
 
-from smgeo_cli.data.transforms import read_rgb
 from smgeo_cli.geo.output import Detection
 from smgeo_cli.geo.raster import open_reference
+from smgeo_cli.images import read_rgb
 from smgeo_cli.locate import SearchArea, locate, locate_first_found
 from smgeo_cli.matching import MatchDetector, detector
 from smgeo_cli.verify import verify_hits

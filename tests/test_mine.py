@@ -20,9 +20,9 @@ from smgeo_cli.data.mine import (
     neighbour_pairs,
     photo_positions,
 )
-from smgeo_cli.data.transforms import read_rgb
 from smgeo_cli.errors import UsageError
 from smgeo_cli.geo.coords import GEOD
+from smgeo_cli.images import read_rgb
 
 DATA = Path(__file__).parent / "data" / "mine"
 # Three consecutive nadir photos of one flight line, 500 x 281 px.

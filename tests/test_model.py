@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -186,3 +187,41 @@ def test_info_of_an_untrained_config_gives_the_same_figures_every_run(monkeypatc
     assert runs[0]["parameters"] == 5_174_397 and runs[0]["gflops_per_query"] > runs[0]["gflops_query"] > 0
     code, _, stderr = run_cli(monkeypatch, capsys, "info", "--config", "smgeo-nano", "--weights", "x")
     assert code == 2 and "exactly one" in stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"embed_dim": "48"}, "embed_dim='48' (expected a whole number)"),  # once a 3.7 TB allocation
+        ({"depths": None}, "depths=None"),
+        ({"num_heads": 4}, "num_heads=4"),
+        ({"use_moe": "no"}, "use_moe='no' (expected true or false)"),
+        ({"moe_blocks": [[1, 0]]}, "moe_blocks="),
+        ({"ref_size": 0}, "ref_size=0 must be at least 1"),
+        ({"ref_gsd_m": float("nan")}, "ref_gsd_m=nan"),
+        ({"drop_path_rate": 1.5}, "drop_path_rate=1.5 must be in [0, 1)"),
+        ({"giou_weight": -1.0}, "giou_weight=-1.0 must be at least 0"),
+        ({"num_heads": [1, 1, 3, 2]}, "stage 2 is 64 wide, which 3 heads do not divide"),
+    ],
+)
+def test_config_values_of_the_wrong_type_or_range_are_named_before_anything_is_built(tiny, change, named):
+    with pytest.raises(UsageError, match=re.escape(named)):
+        SMGeoConfig.from_dict({**tiny.to_dict(), **change})
+
+
+def test_a_config_file_holding_a_list_is_refused(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(UsageError, match="JSON object"):
+        SMGeoConfig.load(path)
+
+
+@pytest.mark.parametrize(
+    "change", [{"lr": float("nan")}, {"lr": -1e-4}, {"weight_decay": -1.0}, {"warmup_epochs": float("inf")},
+               {"min_lr": 1.0}, {"epochs": 0}, {"num_workers": -1}],  # fmt: skip
+)
+def test_training_options_out_of_range_are_refused(change):
+    from smgeo_cli.train.loop import TrainOptions
+
+    with pytest.raises(UsageError, match=f"training option {next(iter(change))}"):
+        TrainOptions(**change)

@@ -13,7 +13,7 @@ from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset, load_re
 from smgeo_cli.data.drone import camera_homography, degrade
 from smgeo_cli.data.geometry import apply_homography, translation, warp_square
 from smgeo_cli.data.synth import CATEGORY_OBJECT, write_synth_dataset
-from smgeo_cli.data.transforms import read_rgb
+from smgeo_cli.images import read_rgb
 
 QUERY, REF, GSD = 64, 128, 0.5
 SIZE = 1024  # raster side, pixels: 512 m, sixteen 128 m split blocks (2 tiles wide)

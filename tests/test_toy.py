@@ -7,7 +7,7 @@ import pytest
 
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, load_records
 from smgeo_cli.data.toy import COLOURS, render_scene, write_toy_dataset
-from smgeo_cli.data.transforms import read_rgb
+from smgeo_cli.images import read_rgb
 
 QUERY, REF = 96, 256
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -255,3 +257,89 @@ def test_without_a_terminal_training_logs_plain_step_lines(toy_root, tiny_config
     steps = [line.split() for line in stderr.splitlines() if line.startswith("epoch 1  step ") and "  lr " in line]
     assert [words[3] for words in steps] == ["1/2", "2/2"]
     assert {"loss", "samples/s", "lr"} <= set(steps[0])
+
+
+def _history(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_interrupted_training_resumes_from_its_last_complete_checkpoint(toy_root, tiny_config_file, tmp_path, how):
+    out = tmp_path / "run"
+    common = ["train", str(toy_root), "--config", str(tiny_config_file), "--out", str(out), "--batch-size", "8",
+              "--workers", "0", "-q"]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smgeo_cli", *common, "--epochs", "1000"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if (out / "history.jsonl").is_file() and len(_history(out)) >= 2:
+            break
+        time.sleep(0.01)
+    process.send_signal(how)
+    _, err = process.communicate(timeout=120)
+    if how == signal.SIGINT:
+        assert process.returncode == 130 and err.strip() == "smgeo: interrupted", err
+    # Whenever it died, last/ holds one checkpoint whole: weights, config and state of the same step.
+    done = len(_history(out))
+    assert 2 <= done < 1000
+    resumed = run_smgeo(*common, "--epochs", str(done + 2), "--resume", timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    history = _history(out)
+    epochs = [h["epoch"] for h in history]
+    assert epochs[-1] == done + 1 and epochs == sorted(set(epochs))  # trained on, no epoch twice
+    steps = [h["step"] for h in history]
+    assert steps == [2 * (epoch + 1) for epoch in epochs]  # each epoch's two steps, counted on from the checkpoint
+    assert sorted(p.name for p in out.iterdir()) == ["best", "history.jsonl", "last"]
+
+
+def test_a_crash_while_a_checkpoint_is_written_leaves_the_previous_one_whole(toy_root, tmp_path, monkeypatch):
+    from smgeo_cli.train import loop
+
+    out = tmp_path / "run"
+    kept = {}
+
+    def remember(report):
+        kept[report.epoch] = {p.name: p.read_bytes() for p in (out / "last").iterdir()}
+
+    saves = []
+
+    def save_then_die(folder, *args):
+        saves.append(folder)
+        if len(saves) == 2:
+            raise KeyboardInterrupt  # killed between the weights and the training state of epoch 1
+        return real_save(folder, *args)
+
+    real_save = loop._save_train_state
+    monkeypatch.setattr(loop, "_save_train_state", save_then_die)
+    options = TrainOptions(epochs=3, batch_size=8, num_workers=0, augment=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_config(query_size=64, ref_size=128), [toy_root], out, options, on_epoch=remember)
+    assert {p.name: p.read_bytes() for p in (out / "last").iterdir()} == kept[0]
+    assert sorted(p.name for p in out.iterdir()) == ["best", "history.jsonl", "last"]
+    monkeypatch.setattr(loop, "_save_train_state", real_save)
+    reports = train(tiny_config(), [toy_root], out, TrainOptions(**{**options.__dict__, "resume": True}))
+    assert [r.epoch for r in reports] == [1, 2] and reports[0].step == 4
+
+
+def test_a_damaged_training_state_is_refused_in_one_line(toy_root, tiny_config_file, tmp_path):
+    out = tmp_path / "run"
+    common = ["train", str(toy_root), "--config", str(tiny_config_file), "--out", str(out), "--workers", "0", "-q"]
+    assert run_smgeo(*common, "--epochs", "1").returncode == 0
+    state = out / "last" / "train_state.pt"
+    state.write_bytes(state.read_bytes()[:200])
+    resumed = run_smgeo(*common, "--epochs", "2", "--resume")
+    assert resumed.returncode == 5 and "Traceback" not in resumed.stderr
+    (line,) = resumed.stderr.strip().splitlines()
+    assert "train_state.pt: damaged training state" in line and "--init-weights" in line
+
+
+def test_a_second_training_run_into_the_same_folder_is_refused(toy_root, tiny_config_file, tmp_path):
+    from smgeo_cli.io import output_lock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with output_lock(out / "train"):
+        result = run_smgeo("train", str(toy_root), "--config", str(tiny_config_file), "--out", str(out), "-q")
+    assert result.returncode == 2 and "being written by another smgeo run" in result.stderr

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from smgeo_cli.commands.options import (
     BatchSizeOption,
@@ -23,11 +23,10 @@ from smgeo_cli.commands.options import (
     WeightsOption,
 )
 from smgeo_cli.commands.progress import progress_bar
-from smgeo_cli.data.cvogl import CVOGLDataset, load_records
-from smgeo_cli.device import resolve_device
-from smgeo_cli.evaluate import evaluate, first_found, match_boxes, predict_boxes
-from smgeo_cli.io import write_text_atomic
-from smgeo_cli.model.weights import load_model, weights_folder
+from smgeo_cli.io import check_writable, write_text_atomic
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def eval_command(
@@ -46,6 +45,14 @@ def eval_command(
     quiet: bool = QuietOption,
 ) -> None:
     """Evaluate like the CVOGL reference: top box per sample, acc@0.25, acc@0.5, mIoU, per category."""
+    if predictions_out:
+        check_writable(predictions_out)
+
+    from smgeo_cli.data.cvogl import CVOGLDataset, load_records
+    from smgeo_cli.device import resolve_device
+    from smgeo_cli.evaluate import evaluate, first_found, match_boxes, predict_boxes
+    from smgeo_cli.model.weights import load_model, weights_folder
+
     if method.uses_model:
         model = load_model(weights_folder(weights), resolve_device(device))
         config = model.config
@@ -71,16 +78,19 @@ def eval_command(
             parts.append(predict_boxes(model, dataset, batch_size=batch_size, on_progress=on_progress))
         predictions = first_found(*parts)
     result = evaluate(records, predictions)
-    if predictions_out:
-        write_text_atomic(predictions_out, "".join(json.dumps(p) + "\n" for p in result.predictions))
+    # Metrics first: a predictions file that fails to write must not take them with it.
     if json_output:
         typer.echo(json.dumps(result.metrics))
     else:
         Console().print(metrics_table(result.metrics, f"{name} on {data_root.name} {split}"))
+    if predictions_out:
+        write_text_atomic(predictions_out, "".join(json.dumps(p) + "\n" for p in result.predictions))
 
 
 def metrics_table(metrics: dict, title: str) -> Table:
     """Overall and per-category rows, in percent as CVOGL papers report them."""
+    from rich.table import Table
+
     table = Table(title=title)
     for column in ("category", "n", "acc@0.25", "acc@0.5", "mIoU"):
         table.add_column(column, justify="left" if column == "category" else "right")

@@ -6,17 +6,12 @@ import dataclasses
 import json
 from pathlib import Path
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from smgeo_cli.commands.options import JsonOption
 from smgeo_cli.errors import UsageError
-from smgeo_cli.model.complexity import measure
-from smgeo_cli.model.config import resolve_config
-from smgeo_cli.model.smgeo import SMGeo
-from smgeo_cli.model.weights import load_model
 
 
 def info_command(
@@ -27,6 +22,13 @@ def info_command(
     """Config, parameter count and GFLOPs per query at the configured input sizes."""
     if (weights is None) == (config is None):
         raise UsageError("give exactly one of --weights DIR or --config NAME")
+
+    import torch
+
+    from smgeo_cli.model.complexity import measure
+    from smgeo_cli.model.config import resolve_config
+    from smgeo_cli.model.smgeo import SMGeo
+    from smgeo_cli.model.weights import load_model
     if weights:
         model = load_model(weights)
     else:

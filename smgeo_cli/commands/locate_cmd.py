@@ -4,48 +4,35 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 
 from smgeo_cli.commands.options import (
     DeviceOption,
     FeaturesOption,
+    GsdOption,
     MatchFeatures,
+    MaxTilesOption,
     Method,
     MethodOption,
     QuietOption,
+    SearchRadiusOption,
     VerifyOption,
     WeightsOption,
+    check_output,
+    number,
+    parse_numbers,
 )
 from smgeo_cli.commands.progress import progress_bar, stderr_console
-from smgeo_cli.device import resolve_device, set_cpu_threads
-from smgeo_cli.errors import InputFileError, UsageError
-from smgeo_cli.geo.output import GEOJSON_SUFFIXES, OGR_DRIVERS, geojson_text, write_features
-from smgeo_cli.locate import DEFAULT_SEARCH_RADIUS_M, SearchArea, SMGeoDetector, TileDetector, locate_first_found
-from smgeo_cli.matching.detector import DEFAULT_FEATURES, matchers
-from smgeo_cli.matching.features import KIND as SIFT
-from smgeo_cli.model.weights import load_model, weights_folder
-from smgeo_cli.preview import write_preview
+from smgeo_cli.defaults import DEFAULT_FEATURES
+from smgeo_cli.errors import UsageError
+from smgeo_cli.geo.formats import GEOJSON_SUFFIXES, OGR_DRIVERS
 
+if TYPE_CHECKING:
+    import torch
 
-def _numbers(text: str, counts: tuple[int, ...], option: str, example: str, kind: type = float) -> tuple:
-    """The comma-separated ``kind`` numbers given to ``option``; UsageError unless as many as one of ``counts``."""
-    try:
-        values = tuple(kind(part) for part in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) not in counts:
-        raise UsageError(f"{option} must be {example}, got {text!r}")
-    return values
-
-
-def _check_output(path: Path, suffixes: tuple[str, ...], option: str) -> None:
-    """Fail before the scan, not after it, on an output that cannot be written."""
-    if path.suffix.lower() not in suffixes:
-        raise UsageError(f"{option} {path}: unknown format {path.suffix!r} (use {', '.join(suffixes)})")
-    if not path.parent.is_dir():
-        raise InputFileError(f"{option} {path}: folder {path.parent} does not exist")
+    from smgeo_cli.locate import TileDetector
 
 
 def method_detectors(
@@ -55,13 +42,19 @@ def method_detectors(
 
     ``device`` (a ``--device`` value or a resolved device) is checked only when a network is used.
     """
+    from smgeo_cli.device import resolve_device
+    from smgeo_cli.locate import SMGeoDetector
+    from smgeo_cli.matching.detector import matchers
+    from smgeo_cli.model.weights import load_model, weights_folder
+
+    learned = method.uses_matcher and features != "sift"
+    if isinstance(device, str) and (method.uses_model or learned):
+        device = resolve_device(device)
     detectors: list[TileDetector] = []
-    needs_device = method.uses_model or (method.uses_matcher and features != SIFT)
-    torch_device = device if isinstance(device, torch.device) or not needs_device else resolve_device(device)
     if method.uses_matcher:
-        detectors.extend(matchers(features, device=str(torch_device)))
+        detectors.extend(matchers(features, device=str(device)))
     if method.uses_model:
-        detectors.append(SMGeoDetector(load_model(weights_folder(weights), torch_device)))
+        detectors.append(SMGeoDetector(load_model(weights_folder(weights), device)))
     return detectors
 
 
@@ -77,15 +70,16 @@ def locate_command(
     weights: Path = WeightsOption,
     top_k: int = typer.Option(1, "--top-k", min=1, help="How many hits to return, best first."),
     bands: str = typer.Option(None, "--bands", help="Raster bands, 1-based: red,green,blue or one grey (e.g. 4,3,2)."),
-    gsd: float = typer.Option(None, "--gsd", help="Metres per model pixel. Default: the model's own."),
-    tile_overlap: float = typer.Option(0.25, "--tile-overlap", help="Least fraction of a tile that neighbours share."),
+    gsd: float = GsdOption,
+    tile_overlap: float = typer.Option(
+        0.25, "--tile-overlap", parser=number(0.0, 1.0, high_open=True), help="Least fraction of a tile that neighbours share."
+    ),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Tiles per forward pass."),
     bbox: str = typer.Option(None, "--bbox", help="Search only minx,miny,maxx,maxy (raster CRS unless --bbox-crs)."),
     bbox_crs: str = typer.Option(None, "--bbox-crs", help="CRS of --bbox, e.g. EPSG:4326."),
-    search_radius: float = typer.Option(
-        DEFAULT_SEARCH_RADIUS_M, "--search-radius", help="Metres around the photo's GPS ground point to search."
-    ),
+    search_radius: float = SearchRadiusOption,
     no_gps: bool = typer.Option(False, "--no-gps", help="Ignore the photo's GPS: search the whole raster (or --bbox)."),
+    max_tiles: int = MaxTilesOption,
     verify: bool = VerifyOption,
     preview: Path = typer.Option(None, "--preview", help="Write a PNG: the photo with the click beside the top hit."),
     json_output: bool = typer.Option(
@@ -95,15 +89,21 @@ def locate_command(
     quiet: bool = QuietOption,
 ) -> None:
     """Find the object clicked on a drone photo in a georeferenced raster; write its footprint."""
-    click_xy = _numbers(click, (2,), "--click", "X,Y pixels, e.g. 412,230")
-    band_list = _numbers(bands, (1, 3), "--bands", "1 or 3 band numbers, e.g. 1,2,3", kind=int) if bands else None
-    box = _numbers(bbox, (4,), "--bbox", "minx,miny,maxx,maxy") if bbox else None
+    click_xy = parse_numbers(click, (2,), "--click", "X,Y pixels, e.g. 412,230")
+    band_list = parse_numbers(bands, (1, 3), "--bands", "1 or 3 band numbers, e.g. 1,2,3", kind=int) if bands else None
+    box = parse_numbers(bbox, (4,), "--bbox", "minx,miny,maxx,maxy") if bbox else None
     if bbox_crs and box is None:
         raise UsageError("--bbox-crs needs --bbox")
     if out:
-        _check_output(out, (*GEOJSON_SUFFIXES, *OGR_DRIVERS), "-o")
+        check_output(out, (*GEOJSON_SUFFIXES, *OGR_DRIVERS), "-o")
     if preview:
-        _check_output(preview, (".png",), "--preview")
+        check_output(preview, (".png",), "--preview")
+
+    from smgeo_cli.device import set_cpu_threads
+    from smgeo_cli.geo.output import geojson_text, write_features
+    from smgeo_cli.locate import SearchArea, locate_first_found
+    from smgeo_cli.preview import write_preview
+
     set_cpu_threads()
     detectors = method_detectors(method, weights, device, features.value)
     search = SearchArea(bbox=box, bbox_crs=bbox_crs, use_gps=not no_gps, radius_m=search_radius)
@@ -120,6 +120,7 @@ def locate_command(
             batch_size=batch_size,
             top_k=top_k,
             search=search,
+            max_tiles=max_tiles,
             verify=verify,
             on_progress=(lambda done, total: progress.update(task, completed=done, total=total)) if progress else None,
         )

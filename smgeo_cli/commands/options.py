@@ -1,13 +1,18 @@
-"""Options shared by several commands, defined once (as rio does)."""
+"""Options shared by several commands, defined once (as rio does), and the checks options get before any work."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from enum import Enum
+from pathlib import Path
 
 import typer
 
+from smgeo_cli.defaults import DEFAULT_FEATURES, DEFAULT_MAX_TILES, DEFAULT_SEARCH_RADIUS_M, FEATURE_CHOICES
 from smgeo_cli.device import DEVICE_CHOICES
-from smgeo_cli.matching.detector import DEFAULT_FEATURES, FEATURE_CHOICES
+from smgeo_cli.errors import UsageError
+from smgeo_cli.io import check_writable
 
 DeviceOption = typer.Option("auto", "--device", help=f"Where the model runs: {', '.join(DEVICE_CHOICES)}.")
 QuietOption = typer.Option(False, "--quiet", "-q", help="No progress display.")
@@ -20,9 +25,60 @@ WeightsOption = typer.Option(
 DataRootArgument = typer.Argument(..., help="Dataset root in CVOGL layout (<Name>_<split>.pth, query/, satellite/).")
 
 
+def number(
+    low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+) -> Callable[[str], float]:
+    """A parser for a float option: a finite number in [low, high] (an open end with ``low_open``/``high_open``).
+
+    Click's float ranges let ``nan`` and ``inf`` through; a NaN GSD or
+    frame rate would make every later comparison false.
+    """
+
+    def parse(text: str | float) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise typer.BadParameter(f"{text!r} is not a number") from None
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if not math.isfinite(value) or too_low or too_high:
+            raise typer.BadParameter(f"{text} is not {_range_text(low, high, low_open, high_open)}")
+        return value
+
+    parse.__name__ = "float"  # the metavar help shows
+    return parse
+
+
+def _range_text(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f"a finite number {'above' if low_open else 'at least'} {low:g}"
+    if high is not None:
+        return f"a finite number {'below' if high_open else 'at most'} {high:g}"
+    return "a finite number"
+
+
+def parse_numbers(text: str, counts: tuple[int, ...], option: str, example: str, kind: type = float) -> tuple:
+    """The comma-separated finite ``kind`` numbers given to ``option``; UsageError unless as many as one of ``counts``."""
+    try:
+        values = tuple(kind(part) for part in text.split(","))
+    except (ValueError, OverflowError):
+        values = ()
+    if len(values) not in counts or not all(math.isfinite(v) for v in values):
+        raise UsageError(f"{option} must be {example}, got {text!r}")
+    return values
+
+
+def check_output(path: Path, suffixes: tuple[str, ...], option: str) -> None:
+    """Fail before the work, not after it, on an output that cannot be written or whose format is unknown."""
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {path}: unknown format {path.suffix!r} (use {', '.join(suffixes)})")
+    check_writable(path)
+
 
 class Method(str, Enum):
-    """How to find the object: the SMGeo model, training-free SIFT + RANSAC matching, or the matcher then the model."""
+    """How to find the object: the SMGeo model, training-free local-feature matching, or the matcher then the model."""
 
     auto = "auto"
     smgeo = "smgeo"
@@ -53,4 +109,19 @@ FeaturesOption = typer.Option(
     MatchFeatures(DEFAULT_FEATURES),
     "--features",
     help="The matcher's features: sift, xfeat (learned: XFeat + LighterGlue) or both, tried in turn until one fits.",
+)
+GsdOption = typer.Option(
+    None, "--gsd", parser=number(0.0, low_open=True), help="Metres per model pixel. Default: the model's own."
+)
+SearchRadiusOption = typer.Option(
+    DEFAULT_SEARCH_RADIUS_M,
+    "--search-radius",
+    parser=number(0.0, low_open=True),
+    help="Metres around each photo's GPS ground point to search.",
+)
+MaxTilesOption = typer.Option(
+    DEFAULT_MAX_TILES,
+    "--max-tiles",
+    min=1,
+    help="Refuse a search that needs more tiles than this (too fine a --gsd or too large an area).",
 )

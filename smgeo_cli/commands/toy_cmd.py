@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-from smgeo_cli.data.toy import write_toy_dataset
-
 
 def toy_data_command(
     out: Path = typer.Argument(..., help="Folder to write the dataset to (CVOGL layout)."),
@@ -18,6 +16,8 @@ def toy_data_command(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Write scenes of two coloured shapes on textured ground, each seen from a warped 'drone' view."""
+    from smgeo_cli.data.toy import write_toy_dataset
+
     counts = write_toy_dataset(
         out, scenes, [s.strip() for s in splits.split(",") if s.strip()], query_size=query_size, ref_size=ref_size, seed=seed
     )

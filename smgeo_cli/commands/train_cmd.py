@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from smgeo_cli.commands.options import BatchSizeOption, DeviceOption, LimitOption, QuietOption
+from smgeo_cli.commands.options import BatchSizeOption, DeviceOption, LimitOption, QuietOption, number
 from smgeo_cli.commands.progress import progress_bar, stderr_console
 from smgeo_cli.errors import UsageError
 from smgeo_cli.model.config import resolve_config
-from smgeo_cli.train.loop import EpochReport, StepReport, TrainOptions, train
+
+if TYPE_CHECKING:
+    from smgeo_cli.train.loop import EpochReport, StepReport
 
 # Without a terminal (a log file, nohup) there is no bar: a plain step line this often instead.
 LOG_EVERY_S = 60.0
@@ -24,13 +27,15 @@ def train_command(
     ),
     config: str = typer.Option("smgeo-nano", "--config", help="Model config: a name under models/ or a config.json path."),
     out: Path = typer.Option(..., "--out", help="Run folder: last/, best/ and history.jsonl are written there."),
-    ref_size: int = typer.Option(None, "--ref-size", help="Override the config's reference input size (train small first)."),
-    query_size: int = typer.Option(None, "--query-size", help="Override the config's query input size."),
+    ref_size: int = typer.Option(
+        None, "--ref-size", min=1, help="Override the config's reference input size (train small first)."
+    ),
+    query_size: int = typer.Option(None, "--query-size", min=1, help="Override the config's query input size."),
     epochs: int = typer.Option(25, "--epochs", min=1),
     batch_size: int = BatchSizeOption,
-    lr: float = typer.Option(1e-4, "--lr", help="Peak learning rate (AdamW)."),
-    weight_decay: float = typer.Option(1e-4, "--weight-decay"),
-    warmup_epochs: float = typer.Option(2.0, "--warmup-epochs"),
+    lr: float = typer.Option(1e-4, "--lr", parser=number(0.0, low_open=True), help="Peak learning rate (AdamW)."),
+    weight_decay: float = typer.Option(1e-4, "--weight-decay", parser=number(0.0)),
+    warmup_epochs: float = typer.Option(2.0, "--warmup-epochs", parser=number(0.0)),
     max_steps: int = typer.Option(None, "--max-steps", min=1, help="Stop after this many optimiser steps."),
     limit: int = LimitOption,
     workers: int = typer.Option(2, "--workers", min=0, help="Data-loading processes."),
@@ -53,6 +58,9 @@ def train_command(
     overrides = {k: v for k, v in (("ref_size", ref_size), ("query_size", query_size)) if v is not None}
     if overrides:
         model_config = model_config.replace(**overrides)
+
+    from smgeo_cli.train.loop import TrainOptions, train
+
     options = TrainOptions(
         epochs=epochs,
         batch_size=batch_size,

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import numbers
+import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -34,14 +36,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from smgeo_cli.data.transforms import (
-    augment_query_colour,
-    augment_reference,
-    image_to_tensor,
-    read_rgb,
-    resize_with_points,
-)
-from smgeo_cli.errors import InputFileError
+from smgeo_cli.data.transforms import augment_query_colour, augment_reference, image_to_tensor, resize_with_points
+from smgeo_cli.errors import InputFileError, SmgeoWarning, UsageError
+from smgeo_cli.images import open_image, read_rgb
 from smgeo_cli.io import replace_atomically, write_text_atomic
 
 QUERY_DIR = "query"
@@ -51,6 +48,7 @@ HOMOGRAPHY_SUFFIX = "_homographies.json"
 # Category of a box placed at random where no object was found (``smgeo synth``
 # fallback): its centre is real ground to find, but its extent outlines nothing.
 CATEGORY_RANDOM = "random"
+_SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -67,6 +65,29 @@ class CVOGLRecord:
     click_xy: tuple[float, float]
     box_xyxy: tuple[float, float, float, float]
     category: str
+
+
+def make_dataset_folders(root: str | PathLike[str]) -> Path:
+    """Create ``root`` with its query/ and satellite/ folders (existing ones are kept); InputFileError if it cannot be.
+
+    Checked before any pair is made, so a bad ``--out`` fails at once.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise InputFileError(f"--out {root} is a file: give a folder to write the dataset to")
+    try:
+        for folder in (QUERY_DIR, SATELLITE_DIR):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputFileError(f"cannot create the dataset folder {root}: {err.strerror or err}") from None
+    return root
+
+
+def check_split_name(split: str) -> str:
+    """``split`` when it can name files (``<Name>_<split>.pth``): letters, digits, '-' and '_'; else UsageError."""
+    if not _SPLIT_NAME.fullmatch(split):
+        raise UsageError(f"split name {split!r} must be letters, digits, '-' or '_' (it becomes part of file names)")
+    return split
 
 
 def satellite_name(easting: float, northing: float, extent_m: float, epsg: int) -> str:
@@ -141,11 +162,46 @@ def _check_images(root: Path, annotation: Path, records: Sequence[CVOGLRecord]) 
             )
 
 
+def _image_size(path: Path, sizes: dict[Path, tuple[int, int]]) -> tuple[int, int]:
+    if path not in sizes:
+        with open_image(path) as image:  # the header only
+            sizes[path] = image.size
+    return sizes[path]
+
+
+def _drop_outside(root: Path, annotation: Path, records: list[CVOGLRecord]) -> list[CVOGLRecord]:
+    """The records whose click lies on the query image and whose box overlaps the satellite image.
+
+    The others could only be scored as misses and trained towards nothing:
+    they are left out with a warning naming them; none left is an InputFileError.
+    """
+    sizes: dict[Path, tuple[int, int]] = {}
+    kept, dropped = [], []
+    for record in records:
+        width, height = _image_size(root / QUERY_DIR / record.query_name, sizes)
+        sat_width, sat_height = _image_size(root / SATELLITE_DIR / record.sat_name, sizes)
+        x, y = record.click_xy
+        x1, y1, x2, y2 = record.box_xyxy
+        on_image = 0 <= x < width and 0 <= y < height and x1 < sat_width and y1 < sat_height and x2 > 0 and y2 > 0
+        (kept if on_image else dropped).append(record)
+    if dropped:
+        ids = ", ".join(str(record.id) for record in dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+        message = (
+            f"{annotation}: {len(dropped)} of {len(records)} samples have their click off the query image "
+            f"or their box off the satellite image (ids {ids})"
+        )
+        if not kept:
+            raise InputFileError(message)
+        warnings.warn(f"{message}; they are left out", SmgeoWarning, stacklevel=3)
+    return kept
+
+
 def load_records(root: str | PathLike[str], split: str) -> list[CVOGLRecord]:
     """Read and validate ``<root>/*_<split>.pth``; check that every referenced image exists.
 
     Raises InputFileError naming the file and entry index for malformed data,
-    and the first missing image file.
+    and the first missing image file. Samples whose click is off the query
+    image or whose box is off the satellite image are left out with a warning.
     """
     root = Path(root)
     path = find_annotation(root, split)
@@ -161,7 +217,7 @@ def load_records(root: str | PathLike[str], split: str) -> list[CVOGLRecord]:
         raise InputFileError(f"{path}: holds no samples")
     records = [_parse_entry(entry, path, index) for index, entry in enumerate(entries)]
     _check_images(root, path, records)
-    return records
+    return _drop_outside(root, path, records)
 
 
 def write_records(

@@ -48,7 +48,12 @@ import cv2
 import numpy as np
 from rasterio.transform import Affine
 
-from smgeo_cli.data.cvogl import CATEGORY_RANDOM, QUERY_DIR, SATELLITE_DIR, write_homographies, write_records
+from smgeo_cli.data.cvogl import (
+    CATEGORY_RANDOM,
+    make_dataset_folders,
+    write_homographies,
+    write_records,
+)
 from smgeo_cli.data.geometry import apply_homography, interior_point, tight_box, translation
 from smgeo_cli.data.objects import find_objects
 from smgeo_cli.data.synth import (
@@ -66,12 +71,13 @@ from smgeo_cli.data.synth import (
     split_counts,
     tile_name,
 )
-from smgeo_cli.data.transforms import read_rgb
+from smgeo_cli.defaults import DEFAULT_NEIGHBOURS
 from smgeo_cli.errors import GeoreferenceError, InputFileError, NoDataError, UsageError
 from smgeo_cli.geo.coords import GEOD
 from smgeo_cli.geo.exif import read_photo_pose
 from smgeo_cli.geo.raster import ReferenceRaster, open_reference, read_env
 from smgeo_cli.geo.search_area import circle_window, full_window
+from smgeo_cli.images import read_rgb
 from smgeo_cli.matching import Features, MatchResult, describe, match_features
 from smgeo_cli.matching.features import resize_to
 from smgeo_cli.matching.matcher import window_corners
@@ -91,7 +97,7 @@ MAX_AREA_PX = 6000
 CATEGORY = "mined"
 # A photo of a mapping flight overlaps a few shots along its line and on the lines beside it; matching
 # every two photos instead costs n^2 / 2 fits (measured 0.14 s a fit on two CPU cores: 100 minutes for 300 photos).
-NEIGHBOURS = 10
+NEIGHBOURS = DEFAULT_NEIGHBOURS
 # Working photos (and raster areas) kept in memory while pairs are cut. Pairs take their links at random,
 # so holding every image would grow with the flight (9 GB for 1,000 photos at 2000 x 1500); reloading
 # one costs a JPEG decode.
@@ -396,8 +402,7 @@ def _write(
     on_pair: Callable[[str], None] | None,
 ) -> int:
     """Write counts[split] pairs per split from its links; return how many boxes were random fallbacks."""
-    (root / QUERY_DIR).mkdir(parents=True, exist_ok=True)
-    (root / SATELLITE_DIR).mkdir(parents=True, exist_ok=True)
+    make_dataset_folders(root)
     fallbacks = 0
     for split in SPLITS:
         if not counts[split]:

@@ -41,6 +41,7 @@ from smgeo_cli.data.cvogl import (
     QUERY_DIR,
     SATELLITE_DIR,
     CVOGLRecord,
+    make_dataset_folders,
     satellite_name,
     write_homographies,
     write_records,
@@ -49,12 +50,13 @@ from smgeo_cli.data.drone import degrade as degrade_view
 from smgeo_cli.data.drone import sample_view
 from smgeo_cli.data.geometry import apply_homography, interior_point, local_scale, tight_box, translation, warp_square
 from smgeo_cli.data.objects import find_objects
+from smgeo_cli.defaults import DEFAULT_SYNTH_GSD_M
 from smgeo_cli.errors import GeoreferenceError, NoDataError, UsageError
 from smgeo_cli.geo.coords import LONLAT, transformer
 from smgeo_cli.geo.raster import ReferenceRaster, open_reference, read_env, read_window
 
 SPLITS = ("train", "val", "test")
-DEFAULT_GSD_M = 0.5
+DEFAULT_GSD_M = DEFAULT_SYNTH_GSD_M
 OBJECT_SIZE_M = (20.0, 300.0)
 # Objects are at least this many tile pixels across, however coarse the imagery.
 MIN_OBJECT_PX = 12
@@ -372,7 +374,14 @@ def save_pair(root: Path, index: int, query_name: str, pair: TrainingPair, categ
 
 
 def split_counts(n: int, val_frac: float, test_frac: float) -> dict[str, int]:
-    """Pairs per split: val and test get their rounded fractions of n, train the rest."""
+    """Pairs per split: val and test get their rounded fractions of n, train the rest.
+
+    UsageError unless both fractions lie in [0, 1] and add up to at most 1.
+    """
+    if not (0.0 <= val_frac <= 1.0 and 0.0 <= test_frac <= 1.0 and val_frac + test_frac <= 1.0):
+        raise UsageError(
+            f"--val-frac and --test-frac must be fractions in [0, 1] adding up to at most 1, got {val_frac} and {test_frac}"
+        )
     val, test = round(n * val_frac), round(n * test_frac)
     return {"train": n - val - test, "val": val, "test": test}
 
@@ -443,8 +452,7 @@ def write_synth_dataset(
         blocks = list(cells.values())
         block_m = max(block_tiles * ref_size * g.gsd_m for g in grounds)
         dealt = deal_blocks(blocks, counts, np.random.default_rng((seed, 0)), block_m)
-        (root / QUERY_DIR).mkdir(parents=True, exist_ok=True)
-        (root / SATELLITE_DIR).mkdir(parents=True, exist_ok=True)
+        make_dataset_folders(root)
         fallbacks = 0
         tile_sources: dict[str, Path] = {}
         for split, split_blocks in dealt.items():

@@ -16,15 +16,23 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from os import PathLike
-from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLRecord, satellite_name, write_records
+from smgeo_cli.data.cvogl import (
+    QUERY_DIR,
+    SATELLITE_DIR,
+    CVOGLRecord,
+    check_split_name,
+    make_dataset_folders,
+    satellite_name,
+    write_records,
+)
 from smgeo_cli.data.geometry import apply_homography, interior_point, local_scale, tight_box, translation, warp_square
 from smgeo_cli.data.transforms import colour_jitter
+from smgeo_cli.errors import UsageError
 
 # Saturated colours 60 degrees of hue apart, so any two are told apart at a glance.
 COLOURS = {
@@ -252,9 +260,10 @@ def write_toy_dataset(
     on each object); the category is the clicked object's shape. A scene
     depends only on (seed, split name, scene number).
     """
-    root = Path(root)
-    (root / QUERY_DIR).mkdir(parents=True, exist_ok=True)
-    (root / SATELLITE_DIR).mkdir(parents=True, exist_ok=True)
+    if not splits:
+        raise UsageError("give at least one split name, e.g. train,val,test")
+    splits = [check_split_name(split) for split in splits]
+    root = make_dataset_folders(root)
     extent_m = ref_size * _GSD_M
     counts = {}
     for split_number, split in enumerate(splits):

@@ -9,15 +9,11 @@ from W to S pixels scales every x by exactly S / W (and y by S / H).
 
 from __future__ import annotations
 
-from os import PathLike
-
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps
 
 from smgeo_cli.data.geometry import apply_homography
-from smgeo_cli.errors import InputFileError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -26,19 +22,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _LUMA = np.array([0.299, 0.587, 0.114])
 # Share of training references turned grey, so single-band archives are not a surprise.
 GREY_REFERENCE_P = 0.15
-
-
-def read_rgb(path: str | PathLike[str]) -> np.ndarray:
-    """Read an image file as displayed: EXIF orientation applied, RGB uint8 (H, W, 3).
-
-    Photos are read as a viewer shows them, since that is where a person
-    clicks. Raises InputFileError if the file is missing or not a readable image.
-    """
-    try:
-        with Image.open(path) as image:
-            return np.array(ImageOps.exif_transpose(image).convert("RGB"))
-    except (OSError, Image.DecompressionBombError) as err:
-        raise InputFileError(f"{path}: cannot read image ({err})") from err
 
 
 def image_to_tensor(rgb: np.ndarray) -> torch.Tensor:

@@ -7,7 +7,9 @@ x1 < x2 and y1 < y2, its sides on the pixel edges it spans. A pixel position
 goes to the raster's CRS through the affine transform (``transform @ (col,
 row)``, rotation and shear included) and from there anywhere through pyproj
 with ``always_xy=True``: geographic positions are always (lon, lat) in degrees.
-Polygons that cross the antimeridian are not handled.
+A footprint's lon/lat ring is continuous (it may run past 180 degrees where it
+crosses the antimeridian); :func:`antimeridian_parts` cuts it into parts
+with longitudes in [-180, 180] for formats that need that (RFC 7946).
 """
 
 from __future__ import annotations
@@ -119,6 +121,10 @@ def box_footprint(crs: CRSLike, transform: Affine, box: tuple[float, float, floa
     x1, y1, x2, y2 = (float(v) for v in box)
     xs, ys = pixel_to_xy(transform, [x1, x2, x2, x1, (x1 + x2) / 2], [y1, y1, y2, y2, (y1 + y2) / 2])
     lons, lats = transformer(crs, LONLAT).transform(xs, ys)
+    # Continuous around the ring and centred near it: a box across the antimeridian
+    # would otherwise jump from 179.9 to -179.9 (or, on a raster running past 180, read 180.2).
+    lons = np.unwrap(lons, period=360.0)
+    lons -= 360.0 * np.floor((lons[4] + 180.0) / 360.0)
     signed_area, _ = GEOD.polygon_area_perimeter(lons[:4], lats[:4])
     # Top-left, top-right, ... runs clockwise on the ground for a north-up
     # raster, but a flipped or rotated transform can reverse that.
@@ -130,3 +136,33 @@ def box_footprint(crs: CRSLike, transform: Affine, box: tuple[float, float, floa
         center_lat=float(lats[4]),
         area_m2=abs(float(signed_area)),
     )
+
+
+def _clip_at(ring: np.ndarray, meridian: float, keep_west: bool) -> np.ndarray:
+    """The part of a closed (N, 2) lon/lat ring west (or east) of ``meridian``, closed; lat interpolated along edges."""
+    kept: list[np.ndarray] = []
+    for a, b in zip(ring[:-1], ring[1:]):
+        a_in, b_in = (a[0] <= meridian, b[0] <= meridian) if keep_west else (a[0] >= meridian, b[0] >= meridian)
+        if a_in:
+            kept.append(a)
+        if a_in != b_in and a[0] != meridian and b[0] != meridian:
+            t = (meridian - a[0]) / (b[0] - a[0])
+            kept.append(np.array([meridian, a[1] + t * (b[1] - a[1])]))
+    return np.array([*kept, kept[0]])
+
+
+def antimeridian_parts(ring: np.ndarray) -> list[np.ndarray]:
+    """A continuous closed lon/lat ring as rings with longitudes in [-180, 180]: itself, or cut in two at 180 degrees.
+
+    RFC 7946 (section 3.1.9) asks for geometries crossing the antimeridian to
+    be cut there; each part keeps the ring's orientation.
+    """
+    ring = np.asarray(ring, dtype=np.float64)
+    lons = ring[:, 0] - 360.0 * np.floor((ring[:, 0].min() + 180.0) / 360.0)
+    ring = np.column_stack([lons, ring[:, 1]])
+    if lons.max() <= 180.0:
+        return [ring]
+    west = _clip_at(ring, 180.0, keep_west=True)
+    east = _clip_at(ring, 180.0, keep_west=False)
+    east[:, 0] -= 360.0
+    return [west, east]

@@ -28,8 +28,9 @@ from xml.etree import ElementTree
 
 from PIL import ExifTags, Image
 
-from smgeo_cli.errors import InputFileError
+from smgeo_cli.errors import InputFileError, SmgeoWarning
 from smgeo_cli.geo.flightlog import PhotoPose, dms_to_degrees, ground_sample_distance, is_no_fix, parse_datetime
+from smgeo_cli.images import open_image
 
 __all__ = ["PhotoHints", "photo_hints", "read_focal_35mm", "read_photo_pose"]
 
@@ -141,12 +142,12 @@ def read_photo_pose(path: str | PathLike) -> PhotoPose | None:
     XMP packet that is not well-formed XML is skipped with a warning (the EXIF
     position still counts).
     """
-    try:
-        with Image.open(path) as image:
+    with open_image(path, "photo") as image:
+        try:
             exif = image.getexif()
             packet = image.info.get("xmp")
-    except (OSError, ValueError) as exc:
-        raise InputFileError(f"{path}: cannot read the image ({exc}); check the path and the file type") from exc
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InputFileError(f"{path}: cannot read the photo's metadata ({exc})") from exc
     try:
         fields = _exif_fields(exif)
         source = "exif"
@@ -154,7 +155,9 @@ def read_photo_pose(path: str | PathLike) -> PhotoPose | None:
             try:
                 properties = _xmp_properties(packet)
             except ElementTree.ParseError as exc:
-                warnings.warn(f"{path}: XMP packet is not well-formed XML ({exc}); using EXIF only", stacklevel=2)
+                warnings.warn(
+                    f"{path}: XMP packet is not well-formed XML ({exc}); using EXIF only", SmgeoWarning, stacklevel=2
+                )
             else:
                 xmp, xmp_source = _xmp_fields(properties)
                 fields.update(xmp)
@@ -173,10 +176,10 @@ def read_focal_35mm(path: str | PathLike) -> float | None:
     search that works without it.
     """
     try:
-        with Image.open(path) as image:
+        with open_image(path, "photo") as image:
             value = image.getexif().get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.FocalLengthIn35mmFilm)
         focal = float(value)
-    except (OSError, ValueError, TypeError, ZeroDivisionError):
+    except (InputFileError, OSError, ValueError, TypeError, ZeroDivisionError):
         return None
     return focal if math.isfinite(focal) and focal > 0 else None
 

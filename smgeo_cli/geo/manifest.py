@@ -83,6 +83,9 @@ class ManifestRow:
         pose: the row's own pose, or None when it has no lat/lon (the batch
             then falls back on the image's EXIF/XMP).
         line: line number in the CSV (the header is line 1), for error reports.
+        problem: why the row cannot be used (an empty or malformed value),
+            naming the file and line; None for a good row. A bad row's
+            clicks are NaN and its pose None.
     """
 
     image: str
@@ -91,6 +94,7 @@ class ManifestRow:
     label: str | None
     pose: PhotoPose | None
     line: int
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,20 +199,23 @@ def read_manifest(path: str | PathLike) -> list[ManifestRow]:
     """Queries of a click manifest or clicks CSV, in file order.
 
     Requires image, click_x and click_y columns (InputFileError listing the
-    columns found otherwise); a row with an empty or bad value raises
-    InputFileError naming the file and line.
+    columns found otherwise, or for a file that is not CSV text). A row with
+    an empty or bad value is returned with its ``problem`` ("FILE:LINE:
+    what is wrong"), so that a batch can report it and go on with the rest.
     """
     rows = []
     for line, cells, columns in _rows(path, ("image", "click_x", "click_y")):
+        image = _cell(cells, columns, "image")
+        label = _cell(cells, columns, "label") or None
         try:
-            image = _cell(cells, columns, "image")
             if not image:
                 raise ValueError("image is empty")
             click = [_number(_cell(cells, columns, a), a) * columns[a].scale for a in ("click_x", "click_y")]
             pose = _row_pose(cells, columns)
         except ValueError as exc:
-            raise InputFileError(f"{path}:{line}: {exc}") from exc
-        rows.append(ManifestRow(image, *click, _cell(cells, columns, "label") or None, pose, line))
+            rows.append(ManifestRow(image, math.nan, math.nan, label, None, line, f"{path}:{line}: {exc}"))
+            continue
+        rows.append(ManifestRow(image, *click, label, pose, line))
     return rows
 
 

@@ -10,6 +10,7 @@ place, so a reader never sees a half-written file.
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,14 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import GeoreferenceError, UsageError
 from ..io import replace_atomically, write_text_atomic
-from .coords import box_footprint
+from .coords import antimeridian_parts, box_footprint
+from .formats import GEOJSON_SUFFIXES, MULTI_LAYER_SUFFIXES, OGR_DRIVERS
 from .raster import ReferenceRaster
 
 COORD_DECIMALS = 7
-GEOJSON_SUFFIXES = (".geojson", ".json")
-OGR_DRIVERS = {".gpkg": "GPKG", ".fgb": "FlatGeobuf"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,11 @@ def make_feature(
     ``extra`` properties follow the standard ones and may not replace them.
     """
     footprint = box_footprint(raster.crs, raster.transform, detection.box_px)
+    if not (np.isfinite(footprint.ring_lonlat).all() and np.isfinite(footprint.area_m2)):
+        raise GeoreferenceError(
+            f"reference raster {raster.path}: the hit {detection.box_px} has no longitude and latitude in its CRS "
+            f"({raster.crs}); check its georeferencing"
+        )
     properties = {
         "score": float(detection.score),
         "rank": int(detection.rank),
@@ -94,15 +99,20 @@ def feature_collection(features: Sequence[Feature]) -> dict[str, Any]:
         "features": [
             {
                 "type": "Feature",
-                "geometry": {
-                    "type": "Polygon",
-                    "coordinates": [np.round(f.ring_lonlat, COORD_DECIMALS).tolist()],
-                },
+                "geometry": _lonlat_geometry(f.ring_lonlat),
                 "properties": f.properties,
             }
             for f in features
         ],
     }
+
+
+def _lonlat_geometry(ring: np.ndarray) -> dict[str, Any]:
+    """A Polygon, or a MultiPolygon of its two halves when the ring crosses the antimeridian (RFC 7946)."""
+    parts = [[np.round(part, COORD_DECIMALS).tolist()] for part in antimeridian_parts(ring)]
+    if len(parts) == 1:
+        return {"type": "Polygon", "coordinates": parts[0]}
+    return {"type": "MultiPolygon", "coordinates": parts}
 
 
 def geojson_text(features: Sequence[Feature]) -> str:
@@ -148,6 +158,9 @@ def _write_ogr(path: Path, features: Sequence[Feature], driver: str) -> None:
         raise UsageError(f"cannot write {path}: the detections come from rasters in different CRSs; write .geojson")
     names = list(dict.fromkeys(name for f in features for name in f.properties))
     with replace_atomically(path) as tmp:
+        if path.suffix.lower() in MULTI_LAYER_SUFFIXES and path.is_file():
+            # The layer is written into a copy of the file, so its other layers survive (and a crash leaves all intact).
+            shutil.copyfile(path, tmp)
         write(
             str(tmp),
             geometry=np.array([_polygon_wkb(f.ring_xy) for f in features], dtype=object),
@@ -163,7 +176,8 @@ def _write_ogr(path: Path, features: Sequence[Feature], driver: str) -> None:
 def write_features(path: str | Path, features: Sequence[Feature]) -> None:
     """Write ``features`` to ``path``; the suffix picks the format (.geojson/.json, .gpkg, .fgb).
 
-    An existing file is replaced. Raises UsageError for an unknown suffix or
+    An existing file is replaced, except a GeoPackage: there the layer named
+    after the file (its stem) is added or replaced and every other layer kept. Raises UsageError for an unknown suffix or
     when pyogrio is missing for .gpkg/.fgb, InputFileError when the folder is missing.
     """
     path = Path(path)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,37 +21,22 @@ import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.io import DatasetReader
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
 from ..errors import GeoreferenceError, InputFileError, NoDataError, UsageError
+from ..images import Stretch
 from .coords import ground_resolution
 
 # Long side, in pixels, of the decimated read the stretch statistics come from.
 STATS_SIZE = 1024
-STRETCH_PERCENTILES = (2.0, 98.0)
 # Tolerance, in output pixels, for deciding that an output pixel lies on the raster.
 _EDGE_EPS = 1e-6
 # GDAL's block cache defaults to 5% of RAM and keeps filling as a large raster
 # is read tile by tile, so peak memory would grow with the raster.
 GDAL_CACHE_MB = 32
-
-
-@dataclass(frozen=True)
-class Stretch:
-    """Per-band linear map of raster values onto bytes: ``low`` -> 0, ``high`` -> 255, clipped."""
-
-    low: tuple[float, float, float]
-    high: tuple[float, float, float]
-
-    def apply(self, bands: np.ndarray) -> np.ndarray:
-        """(3, H, W) raster values of any dtype to (3, H, W) uint8; NaN becomes 0."""
-        low = np.asarray(self.low, dtype=np.float32)[:, None, None]
-        high = np.asarray(self.high, dtype=np.float32)[:, None, None]
-        scaled = (bands.astype(np.float32) - low) * (255.0 / (high - low))
-        return np.rint(np.clip(np.nan_to_num(scaled), 0.0, 255.0)).astype(np.uint8)
 
 
 BYTE_STRETCH = Stretch(low=(0.0, 0.0, 0.0), high=(255.0, 255.0, 255.0))
@@ -153,13 +139,12 @@ def _fit_stretch(path: Path, dataset: DatasetReader, bands: tuple[int, int, int]
     # Decimated reads come from an overview when the file has one.
     scale = max(1.0, max(dataset.width, dataset.height) / STATS_SIZE)
     shape = (max(1, round(dataset.height / scale)), max(1, round(dataset.width / scale)))
-    data = dataset.read(bands, out_shape=(3, *shape), resampling=Resampling.nearest)
-    valid = (dataset.dataset_mask(out_shape=shape) > 0) & np.isfinite(data).all(axis=0)
+    with _pixels_of(path):
+        data = dataset.read(bands, out_shape=(3, *shape), resampling=Resampling.nearest)
+        valid = (dataset.dataset_mask(out_shape=shape) > 0) & np.isfinite(data).all(axis=0)
     if not valid.any():
         raise NoDataError(f"reference raster {path} has no valid pixels (all nodata or masked)")
-    low, high = np.percentile(data[:, valid].astype(np.float64), STRETCH_PERCENTILES, axis=1)
-    high = np.where(high > low, high, low + 1.0)
-    return Stretch(low=tuple(float(v) for v in low), high=tuple(float(v) for v in high))
+    return Stretch.fit(data[:, valid])
 
 
 def _fingerprint(path: Path, dataset: DatasetReader, bands: tuple[int, int, int], stretch: Stretch) -> str:
@@ -193,13 +178,18 @@ def open_reference(path: str | Path, bands: Sequence[int] | None = None) -> Refe
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             dataset = rasterio.open(path)
-    except RasterioIOError as err:
+    except (RasterioError, OSError) as err:
         raise InputFileError(f"cannot read reference raster {path}: {err}") from err
     try:
         _check_georeference(path, dataset)
         rgb = _default_bands(path, dataset) if bands is None else _check_bands(path, dataset, bands)
         stretch = _fit_stretch(path, dataset, rgb)
         gsd = ground_resolution(dataset.crs, dataset.transform, dataset.width / 2, dataset.height / 2)
+        if not all(math.isfinite(v) and v > 0 for v in gsd):
+            raise GeoreferenceError(
+                f"reference raster {path}: its georeferencing puts its pixels off the Earth ({dataset.crs}, "
+                f"{tuple(dataset.transform)[:6]}); check its CRS and geotransform"
+            )
         return ReferenceRaster(
             path=path,
             dataset=dataset,
@@ -237,9 +227,24 @@ def _on_raster(
     return Window(col0, row0, col1 - col0, row1 - row0), slice(i0, i1), slice(j0, j1)
 
 
+@contextmanager
+def _pixels_of(path: Path) -> Iterator[None]:
+    """Turn a failed pixel read (a truncated or damaged file) into an InputFileError naming the file."""
+    try:
+        yield
+    except RasterioError as err:
+        # rasterio's own message points to the GDAL error it chained on.
+        reason = " ".join(str(err.__cause__ or err).split())
+        raise InputFileError(
+            f"reference raster {path}: cannot read its pixels ({reason}); "
+            f"the file may be truncated or damaged: check it with `gdalinfo -checksum {path}`"
+        ) from None
+
+
 def _read_mask(raster: ReferenceRaster, window: Window, shape: tuple[int, int]) -> np.ndarray:
     # dataset_mask merges nodata values, alpha bands and mask bands.
-    return raster.dataset.dataset_mask(window=window, out_shape=shape, resampling=Resampling.nearest) > 0
+    with _pixels_of(raster.path):
+        return raster.dataset.dataset_mask(window=window, out_shape=shape, resampling=Resampling.nearest) > 0
 
 
 def read_valid(raster: ReferenceRaster, window: Window, out_shape: tuple[int, int]) -> np.ndarray:
@@ -254,6 +259,12 @@ def read_valid(raster: ReferenceRaster, window: Window, out_shape: tuple[int, in
         inner, rows, cols = part
         valid[rows, cols] = _read_mask(raster, inner, (rows.stop - rows.start, cols.stop - cols.start))
     return valid
+
+
+def has_valid_pixels(raster: ReferenceRaster, window: Window, side: int = 64) -> bool:
+    """Whether ``window`` (inside the raster) holds valid pixels, judged from a mask read of at most side x side."""
+    shape = (max(1, min(side, math.ceil(window.height))), max(1, min(side, math.ceil(window.width))))
+    return bool(read_valid(raster, window, shape).any())
 
 
 def read_window(
@@ -275,7 +286,8 @@ def read_window(
     shape = (rows.stop - rows.start, cols.stop - cols.start)
     shrinking = inner.width > shape[1] or inner.height > shape[0]
     resampling = Resampling.average if shrinking else Resampling.bilinear
-    data = raster.dataset.read(raster.bands, window=inner, out_shape=(3, *shape), resampling=resampling)
+    with _pixels_of(raster.path):
+        data = raster.dataset.read(raster.bands, window=inner, out_shape=(3, *shape), resampling=resampling)
     valid[rows, cols] = _read_mask(raster, inner, shape) & np.isfinite(data).all(axis=0)
     rgb[rows, cols] = np.moveaxis(raster.stretch.apply(data), 0, -1)
     rgb[~valid] = 0

@@ -21,12 +21,15 @@ dialects:
   pitch, roll and yaw; Mavic Pro writes ``BAROMETER:1.9M`` for the height.
 
 Entries without a position (before GPS lock DJI writes 0, 0) keep ``pose=None``
-so that entry i still matches video frame i.
+so that entry i still matches video frame i; so do entries whose position is
+impossible (outside WGS84 bounds), with ``problem`` saying so: the frames
+they describe fail alone, the rest of the flight is processed.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -62,12 +65,16 @@ _MODERN_KEYS = {
 
 @dataclass(frozen=True)
 class SrtFrame:
-    """One SRT entry: its 1-based subtitle index, the video span it covers, its pose."""
+    """One SRT entry: its 1-based subtitle index, the video span it covers, its pose.
+
+    ``problem`` says why an entry that has a position has no pose (the position is impossible).
+    """
 
     index: int
     start: timedelta
     end: timedelta
     pose: PhotoPose | None
+    problem: str | None = None
 
 
 def _timecode(hours: str, minutes: str, seconds: str, millis: str) -> timedelta:
@@ -109,8 +116,9 @@ def read_srt(path: str | PathLike) -> list[SrtFrame]:
     """All entries of a DJI SRT file, in file order, in any of the three dialects.
 
     Raises InputFileError when the file cannot be read, holds no subtitle
-    entries, holds a position outside WGS84 bounds, or holds no position at all
-    (an unknown dialect: better an error than a flight with no search prior).
+    entries, or holds no usable position at all (an unknown dialect: better an
+    error than a flight with no search prior). An entry whose position is
+    impossible gets ``pose=None`` and a ``problem``.
     """
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
@@ -123,17 +131,22 @@ def read_srt(path: str | PathLike) -> list[SrtFrame]:
     for head, following in zip(heads, heads[1:] + [None]):
         body = _TAG.sub(" ", text[head.end() : following.start() if following else len(text)])
         fields = _entry_fields(body)
-        pose = None
+        pose, problem = None, None
         if "lat" in fields and "lon" in fields:
             try:
                 pose = PhotoPose(**fields, time=_entry_time(body), source="srt")
             except ValueError as exc:
-                raise InputFileError(f"{path}: entry {head[1]}: {exc}") from exc
-        frames.append(SrtFrame(int(head[1]), _timecode(*head.groups()[1:5]), _timecode(*head.groups()[5:9]), pose))
+                problem = str(exc)
+        try:
+            span = (_timecode(*head.groups()[1:5]), _timecode(*head.groups()[5:9]))
+        except OverflowError:
+            raise InputFileError(f"{path}: entry {head[1]}: timecode out of range") from None
+        frames.append(SrtFrame(int(head[1]), *span, pose, problem))
     if all(frame.pose is None for frame in frames):
+        problem = next((f"entry {f.index}: {f.problem}" for f in frames if f.problem), None)
         raise InputFileError(
-            f"{path}: no GPS position in any of its {len(frames)} entries; "
-            "supported: [latitude: ..] [longitude: ..] or GPS (lon, lat, satellites)"
+            f"{path}: no GPS position in any of its {len(frames)} entries"
+            + (f" ({problem})" if problem else "; supported: [latitude: ..] [longitude: ..] or GPS (lon, lat, satellites)")
         )
     return frames
 
@@ -166,8 +179,8 @@ def frames_for_srt(
     SRT, UsageError for fps <= 0. The pose of a returned entry may be None (no
     GPS fix at that moment).
     """
-    if fps is not None and fps <= 0:
-        raise UsageError(f"fps must be positive, got {fps}")
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise UsageError(f"fps must be a positive number, got {fps}")
     if not entries:
         raise ValueError("no SRT entries to match frames to")
     starts = [entry.start.total_seconds() for entry in entries]

@@ -23,6 +23,8 @@ from .raster import ReferenceRaster, read_valid, read_window
 MASK_CHECK_STEP = 4
 # Tolerance, in tiles, when counting how many tiles an axis needs.
 _COUNT_EPS = 1e-9
+# Tiles may be at most this many times finer than the raster's pixels.
+MAX_UPSAMPLE = 16
 
 
 @dataclass(frozen=True)
@@ -43,26 +45,72 @@ class Tile:
         return self.window.width / self.size, self.window.height / self.size
 
 
-def _offsets(start: float, length: float, extent: float, overlap: float) -> np.ndarray:
-    """Tile offsets along one axis: the first tile at ``start``, the last ending at ``start + length``.
+@dataclass(frozen=True)
+class _Axis:
+    """Tile offsets along one axis: ``count`` of them spread evenly from ``start`` to ``start + span``."""
+
+    start: float
+    span: float
+    count: int
+
+    def offset(self, index: int) -> float:
+        # np.linspace's arithmetic, so that a tile's window is the same to the last bit in every plan.
+        if self.count == 1:
+            return self.start
+        return self.start + (self.span if index == self.count - 1 else index * (self.span / (self.count - 1)))
+
+
+def _axis(start: float, length: float, extent: float, overlap: float) -> _Axis:
+    """Tiles along one axis: the first at ``start``, the last ending at ``start + length``.
 
     Tiles are spread evenly, so neighbours overlap by at least ``overlap`` of
     a tile. An axis shorter than a tile gets one tile centred on it, so the
     area sits mid-tile with context (or padding) on both sides.
     """
     if length <= extent:
-        return np.array([start + (length - extent) / 2])
+        return _Axis(start + (length - extent) / 2, 0.0, 1)
     count = math.ceil((length - extent) / (extent * (1.0 - overlap)) - _COUNT_EPS) + 1
-    return start + np.linspace(0.0, length - extent, count)
+    return _Axis(start, length - extent, count)
 
 
 def _tile_extent(gsd_m: tuple[float, float], model_gsd_m: float, tile_size: int, overlap: float) -> tuple[float, float]:
-    """A tile's width and height in raster pixels; UsageError for a bad overlap, size or GSD."""
+    """A tile's width and height in raster pixels; UsageError for a bad overlap, size or GSD.
+
+    A model GSD more than ``MAX_UPSAMPLE`` times finer than the raster's
+    pixels is refused: the tiles would show blurred single pixels (and, at
+    ``--gsd 1e-6``, need more tiles than could ever run).
+    """
     if not 0.0 <= overlap < 1.0:
         raise UsageError(f"tile overlap must be at least 0 and below 1, got {overlap}")
-    if tile_size < 1 or model_gsd_m <= 0:
+    if tile_size < 1 or not (math.isfinite(model_gsd_m) and model_gsd_m > 0):
         raise UsageError(f"tiles need a positive size and GSD, got {tile_size} px at {model_gsd_m} m")
+    raster_gsd = min(gsd_m)
+    if raster_gsd > MAX_UPSAMPLE * model_gsd_m:
+        raise UsageError(
+            f"the raster's pixels are {raster_gsd:.3g} m and the tiles' {model_gsd_m:.3g} m: "
+            f"{raster_gsd / model_gsd_m:.0f} times finer than the raster shows (at most {MAX_UPSAMPLE}); "
+            f"give --gsd {raster_gsd / MAX_UPSAMPLE:.3g} or coarser, or a raster of finer resolution"
+        )
     return tile_size * model_gsd_m / gsd_m[0], tile_size * model_gsd_m / gsd_m[1]
+
+
+def _tiles(
+    cols: _Axis, rows: _Axis, keep_cols: range, keep_rows: range, extent: tuple[float, float], tile_size: int
+) -> list[Tile]:
+    return [
+        Tile(window=Window(cols.offset(j), rows.offset(i), *extent), size=tile_size, row=i, col=j)
+        for i in keep_rows
+        for j in keep_cols
+    ]
+
+
+def _check_count(count: int, max_tiles: int | None, model_gsd_m: float) -> None:
+    if max_tiles is not None and count > max_tiles:
+        raise UsageError(
+            f"the search area needs {count:,} tiles at {model_gsd_m:.3g} m a pixel, more than --max-tiles "
+            f"{max_tiles:,}: search a smaller area (--search-radius, --bbox), give a coarser --gsd, "
+            "or raise --max-tiles"
+        )
 
 
 def plan_tiles(
@@ -71,6 +119,7 @@ def plan_tiles(
     model_gsd_m: float,
     tile_size: int,
     overlap: float = 0.25,
+    max_tiles: int | None = None,
 ) -> list[Tile]:
     """Tiles covering ``area`` (a window of full-raster pixels), row by row.
 
@@ -80,16 +129,28 @@ def plan_tiles(
     that neighbours share; the last tile of a row or column ends on the
     area's edge, and an area narrower than a tile gets one tile centred on it.
     Tiles reach past the area only then, and past the raster only where the
-    area is narrower than a tile and lies near the raster's edge.
+    area is narrower than a tile and lies near the raster's edge. More than
+    ``max_tiles`` tiles is a UsageError, raised before any is made.
     """
     extent_x, extent_y = _tile_extent(gsd_m, model_gsd_m, tile_size, overlap)
-    cols = _offsets(area.col_off, area.width, extent_x, overlap)
-    rows = _offsets(area.row_off, area.height, extent_y, overlap)
-    return [
-        Tile(window=Window(float(c), float(r), extent_x, extent_y), size=tile_size, row=i, col=j)
-        for i, r in enumerate(rows)
-        for j, c in enumerate(cols)
-    ]
+    cols = _axis(area.col_off, area.width, extent_x, overlap)
+    rows = _axis(area.row_off, area.height, extent_y, overlap)
+    _check_count(cols.count * rows.count, max_tiles, model_gsd_m)
+    return _tiles(cols, rows, range(cols.count), range(rows.count), (extent_x, extent_y), tile_size)
+
+
+def _touching(axis: _Axis, extent: float, low: float, high: float) -> range:
+    """Indexes of the tiles of ``axis`` that overlap [low, high], found without listing the axis's tiles."""
+    if axis.count == 1:
+        candidates = range(1)
+    else:
+        step = axis.span / (axis.count - 1)
+        # One index of slack each side; the exact test below decides.
+        first = max(0, math.floor((low - extent - axis.start) / step))
+        last = min(axis.count - 1, math.ceil((high - axis.start) / step))
+        candidates = range(first, last + 1)
+    kept = [i for i in candidates if axis.offset(i) < high and axis.offset(i) + extent > low]
+    return range(kept[0], kept[-1] + 1) if kept else range(0)
 
 
 def plan_grid_tiles(
@@ -99,26 +160,24 @@ def plan_grid_tiles(
     model_gsd_m: float,
     tile_size: int,
     overlap: float = 0.25,
+    max_tiles: int | None = None,
 ) -> list[Tile]:
     """The tiles of the raster-wide grid that intersect ``area``, row by row.
 
     The grid is :func:`plan_tiles` over the whole raster of ``raster_size``
     (width, height) pixels, so two areas get the very same tile wherever they
     overlap: that is what lets a flight's queries share cached tile encodings.
-    ``row`` and ``col`` number the tile in the raster-wide grid.
+    ``row`` and ``col`` number the tile in the raster-wide grid. More than
+    ``max_tiles`` tiles is a UsageError, raised before any is made.
     """
     width, height = raster_size
     extent_x, extent_y = _tile_extent(gsd_m, model_gsd_m, tile_size, overlap)
-    cols = _offsets(0.0, float(width), extent_x, overlap)
-    rows = _offsets(0.0, float(height), extent_y, overlap)
-    # Only the two 1-D offset lists are built, never the raster-wide grid itself.
-    keep_cols = np.flatnonzero((cols < area.col_off + area.width) & (cols + extent_x > area.col_off))
-    keep_rows = np.flatnonzero((rows < area.row_off + area.height) & (rows + extent_y > area.row_off))
-    return [
-        Tile(window=Window(float(cols[j]), float(rows[i]), extent_x, extent_y), size=tile_size, row=int(i), col=int(j))
-        for i in keep_rows
-        for j in keep_cols
-    ]
+    cols = _axis(0.0, float(width), extent_x, overlap)
+    rows = _axis(0.0, float(height), extent_y, overlap)
+    keep_cols = _touching(cols, extent_x, area.col_off, area.col_off + area.width)
+    keep_rows = _touching(rows, extent_y, area.row_off, area.row_off + area.height)
+    _check_count(len(keep_cols) * len(keep_rows), max_tiles, model_gsd_m)
+    return _tiles(cols, rows, keep_cols, keep_rows, (extent_x, extent_y), tile_size)
 
 
 def iter_tiles(raster: ReferenceRaster, tiles: Iterable[Tile]) -> Iterator[tuple[Tile, np.ndarray, np.ndarray]]:

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from smgeo_cli.defaults import DEFAULT_FEATURES, FEATURE_CHOICES
+
 from . import learned, networks
 from .features import KIND as SIFT
 from .features import QUERY_TILTS, Features, describe
@@ -41,9 +43,6 @@ from .window import object_outline
 DEFAULT_TILE_SIZE = 1024
 DEFAULT_GSD_M = 0.5
 FEATURE_KINDS = (SIFT, learned.KIND)
-# What --features accepts: one kind, or kinds tried in turn ("+").
-FEATURE_CHOICES = (SIFT, learned.KIND, f"{SIFT}+{learned.KIND}")
-DEFAULT_FEATURES = f"{SIFT}+{learned.KIND}"
 # Fits kept for the last photo: a batch's clicks on one photo search the same tiles.
 MAX_CACHED_FITS = 4096
 

@@ -3,12 +3,15 @@
 A config lives as ``config.json`` beside its weights (``models/<name>/``), so a
 weights folder is self-describing. Unknown keys are an error rather than being
 ignored: a typo in an ablation switch would otherwise train the wrong model.
+Values are checked for type and range before anything is built: ``"48"``
+for a width would otherwise reach torch as a 3.7 TB allocation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +80,7 @@ class SMGeoConfig:
     correspondence_temperature: float = 0.1
 
     def __post_init__(self) -> None:
+        self._check_types()
         self.depths = tuple(self.depths)
         self.num_heads = tuple(self.num_heads)
         self.fusion_stages = tuple(self.fusion_stages)
@@ -91,9 +95,28 @@ class SMGeoConfig:
         """Pixels of input per token of ``stage`` (Swin halves resolution each stage)."""
         return self.patch_size * 2**stage
 
+    def _check_types(self) -> None:
+        """UsageError naming every field whose value has the wrong type (JSON gives strings, nulls, lists)."""
+        wrong = [
+            f"{f.name}={getattr(self, f.name)!r} (expected {_TYPE_NAMES[f.type]})"
+            for f in dataclasses.fields(self)
+            if not _TYPE_CHECKS[f.type](getattr(self, f.name))
+        ]
+        if wrong:
+            raise UsageError(f"invalid model config {self.name!r}: " + "; ".join(wrong))
+
     def validate(self) -> None:
-        """Raise UsageError naming the first inconsistent field."""
-        problems = []
+        """Raise UsageError naming the inconsistent or out-of-range fields."""
+        problems = [
+            f"{name}={getattr(self, name)} must be {rule_text}"
+            for name, (rule, rule_text) in _RANGES.items()
+            if not (math.isfinite(getattr(self, name)) and rule(getattr(self, name)))
+        ]
+        for name in ("depths", "num_heads"):
+            if not getattr(self, name) or min(getattr(self, name)) < 1:
+                problems.append(f"{name} {list(getattr(self, name))} must be one or more numbers of at least 1")
+        if problems:
+            raise UsageError(f"invalid model config {self.name!r}: " + "; ".join(problems))
         if len(self.num_heads) != self.num_stages:
             problems.append(f"num_heads has {len(self.num_heads)} entries for {self.num_stages} stages")
         for stage, blocks in self.moe_blocks.items():
@@ -105,6 +128,10 @@ class SMGeoConfig:
             problems.append(f"top_k={self.top_k} must be between 1 and num_experts={self.num_experts}")
         if any(not 0 <= s < self.num_stages for s in self.fusion_stages):
             problems.append(f"fusion_stages {list(self.fusion_stages)} out of range")
+        for stage, heads in enumerate(self.num_heads):
+            width = self.embed_dim * 2**stage
+            if width % heads:
+                problems.append(f"stage {stage} is {width} wide, which {heads} heads do not divide")
         coarsest = self.stage_stride(self.num_stages - 1)
         for size_name in ("query_size", "ref_size"):
             size = getattr(self, size_name)
@@ -122,6 +149,8 @@ class SMGeoConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "SMGeoConfig":
+        if not isinstance(data, dict):
+            raise UsageError(f"a model config is a JSON object of fields, got a {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -145,6 +174,56 @@ class SMGeoConfig:
         except (OSError, json.JSONDecodeError) as exc:
             raise InputFileError(f"{path}: not a readable JSON config ({exc})") from None
         return cls.from_dict(data)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_ints(value: object) -> bool:
+    return isinstance(value, (list, tuple)) and all(_is_int(v) for v in value)
+
+
+def _is_stage(key: object) -> bool:
+    # JSON object keys are strings: "1" names stage 1.
+    return _is_int(key) or (isinstance(key, str) and key.isdigit())
+
+
+# Field annotation (a string, under `from __future__ import annotations`) -> its check and its name in errors.
+_TYPE_CHECKS = {
+    "str": lambda v: isinstance(v, str),
+    "bool": lambda v: isinstance(v, bool),
+    "int": _is_int,
+    "float": lambda v: (isinstance(v, (int, float))) and not isinstance(v, bool),
+    "tuple[int, ...]": _is_ints,
+    "dict[int, tuple[int, ...]]": lambda v: isinstance(v, dict) and all(_is_stage(k) and _is_ints(b) for k, b in v.items()),
+}
+_TYPE_NAMES = {
+    "str": "text",
+    "bool": "true or false",
+    "int": "a whole number",
+    "float": "a number",
+    "tuple[int, ...]": "a list of whole numbers",
+    "dict[int, tuple[int, ...]]": 'stage numbers to lists of block numbers, e.g. {"1": [0, 1]}',
+}
+_POSITIVE = (lambda v: v >= 1, "at least 1")
+_RANGES = {
+    **{
+        name: _POSITIVE
+        for name in ("query_size", "ref_size", "patch_size", "embed_dim", "window_size", "num_experts", "fusion_dim",
+                     "fusion_stride", "head_dim", "max_detections")
+    },
+    "ref_gsd_m": (lambda v: v > 0, "above 0"),
+    "mlp_ratio": (lambda v: v > 0, "above 0"),
+    "drop_path_rate": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "router_noise_std": (lambda v: v >= 0, "at least 0"),
+    "correspondence_temperature": (lambda v: v > 0, "above 0"),
+    **{
+        name: (lambda v: v >= 0, "at least 0")
+        for name in ("heatmap_weight", "offset_weight", "box_l1_weight", "giou_weight", "moe_balance_weight",
+                     "moe_entropy_weight", "correspondence_weight")
+    },
+}
 
 
 def resolve_config(name_or_path: str) -> SMGeoConfig:

@@ -1,11 +1,14 @@
 """The training loop: single process, or one rank of a torchrun/DDP job.
 
-Output folder layout (every epoch, written atomically):
+Output folder layout (every epoch):
 
     OUT/last/   config.json, model.safetensors, train_state.pt   (for --resume)
     OUT/best/   config.json, model.safetensors                   (best val acc@0.5)
     OUT/history.jsonl                                            (one line an epoch)
 
+Each checkpoint folder is written beside its place and swapped in whole
+(:func:`smgeo_cli.io.replace_folder`), so the weights and the training state
+of ``last/`` always come from the same step, whenever the run is killed.
 ``train_state.pt`` holds only tensors, numbers and dicts (optimizer state,
 step, epoch, best score) and is read back with ``torch.load(weights_only=True)``.
 """
@@ -27,7 +30,7 @@ from smgeo_cli.data.cvogl import CVOGLDataset, find_annotation
 from smgeo_cli.device import resolve_device, set_cpu_threads
 from smgeo_cli.errors import InputFileError, UsageError, WeightsError
 from smgeo_cli.evaluate import evaluate_model
-from smgeo_cli.io import replace_atomically
+from smgeo_cli.io import output_lock, recover_folder, replace_atomically, replace_folder
 from smgeo_cli.model.config import SMGeoConfig
 from smgeo_cli.model.encoder import read_backbone_weights
 from smgeo_cli.model.smgeo import SMGeo
@@ -47,7 +50,10 @@ TIMM_SWIN_NAMES = {
 
 @dataclass
 class TrainOptions:
-    """Optimiser and run settings (the paper's: AdamW 1e-4, wd 1e-4, 2 warm-up epochs, cosine to 1e-5, clip 1.0)."""
+    """Optimiser and run settings (the paper's: AdamW 1e-4, wd 1e-4, 2 warm-up epochs, cosine to 1e-5, clip 1.0).
+
+    Checked when made: UsageError names the first value out of range (NaN and infinities included).
+    """
 
     epochs: int = 25
     batch_size: int = 8
@@ -67,6 +73,24 @@ class TrainOptions:
     pretrained_backbone: bool = False
     backbone_weights: Path | None = None
     init_weights: Path | None = None
+
+    def __post_init__(self) -> None:
+        rules = {
+            "lr": lambda v: v > 0,
+            "min_lr": lambda v: 0 <= v <= self.lr,
+            "weight_decay": lambda v: v >= 0,
+            "warmup_epochs": lambda v: v >= 0,
+            "grad_clip": lambda v: v > 0,
+        }
+        for name, rule in rules.items():
+            value = getattr(self, name)
+            if not (math.isfinite(value) and rule(value)):
+                raise UsageError(f"training option {name} = {value} is out of range")
+        counts = {"epochs": 1, "batch_size": 1, "max_steps": 1, "limit": 1, "num_workers": 0}
+        for name, least in counts.items():
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise UsageError(f"training option {name} = {value} must be at least {least}")
 
 
 @dataclass
@@ -167,13 +191,48 @@ def train(
     torch.manual_seed(options.seed + context.rank)
 
     try:
-        return _train(config, data_roots, out_dir, options, device, context, on_step, on_epoch)
+        if not context.is_main:
+            return _train(config, data_roots, out_dir, options, device, context, on_step, on_epoch)
+        _make_run_folder(out_dir)
+        # One run trains into a folder at a time.
+        with output_lock(out_dir / "train"):
+            return _train(config, data_roots, out_dir, options, device, context, on_step, on_epoch)
     finally:
         dist_utils.shutdown(context)
 
 
+def _make_run_folder(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputFileError(f"--out {out_dir} is a file: give a folder for the run")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputFileError(f"cannot create the run folder {out_dir}: {err.strerror or err}") from None
+
+
+def _read_train_state(folder: Path, device: torch.device) -> dict:
+    """The optimizer state, step, epoch and best score of a checkpoint; WeightsError naming a damaged file."""
+    path = folder / TRAIN_STATE_FILE
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict):
+            raise TypeError(f"holds a {type(state).__name__}")
+        return {key: state[key] for key in ("optimizer", "step", "epoch", "best_score")}
+    # torch raises many types (UnpicklingError, RuntimeError, EOFError, ...) for a damaged file.
+    except Exception as err:  # noqa: BLE001
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsError(
+            f"{path}: damaged training state ({reason}); delete {folder} to train from the best weights "
+            f"(--init-weights {folder.parent / 'best'}) or start a new run"
+        ) from None
+
+
 def _train(config, data_roots, out_dir, options, device, context, on_step, on_epoch) -> list[EpochReport]:
     last_dir, best_dir = out_dir / "last", out_dir / "best"
+    if context.is_main:
+        recover_folder(last_dir)
+        recover_folder(best_dir)
+    dist_utils.barrier(context)
     if options.resume:
         if not (last_dir / TRAIN_STATE_FILE).exists():
             raise UsageError(f"--resume: {last_dir} holds no checkpoint to resume from")
@@ -221,8 +280,11 @@ def _train(config, data_roots, out_dir, options, device, context, on_step, on_ep
 
     step, start_epoch, best_score = 0, 0, float("-inf")
     if options.resume:
-        state = torch.load(last_dir / TRAIN_STATE_FILE, map_location=device, weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
+        state = _read_train_state(last_dir, device)
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as err:
+            raise WeightsError(f"{last_dir / TRAIN_STATE_FILE}: optimizer state does not fit the model ({err})") from None
         step, start_epoch, best_score = state["step"], state["epoch"] + 1, state["best_score"]
 
     reports: list[EpochReport] = []
@@ -276,11 +338,13 @@ def _train(config, data_roots, out_dir, options, device, context, on_step, on_ep
                 score = report.val["acc@0.5"]
             else:
                 score = -train_means["loss"]  # no val split: the lowest training loss is best
-            save_weights(model, last_dir)
-            _save_train_state(last_dir, optimizer, step, epoch, max(best_score, score))
+            with replace_folder(last_dir) as checkpoint:
+                save_weights(model, checkpoint)
+                _save_train_state(checkpoint, optimizer, step, epoch, max(best_score, score))
             if score > best_score:
                 best_score, report.best = score, True
-                save_weights(model, best_dir)
+                with replace_folder(best_dir) as checkpoint:
+                    save_weights(model, checkpoint)
             with open(out_dir / "history.jsonl", "a") as history:
                 history.write(json.dumps(_report_dict(report)) + "\n")
             reports.append(report)
