@@ -329,7 +329,7 @@ class _FailingDetector(BrightBoxDetector):
         super().__init__()
         self.calls = 0
 
-    def encode_query(self, photo_rgb, click_xy):
+    def encode_query(self, photo_rgb, click_xy, **hints):
         self.calls += 1
         if self.calls == 2:
             raise MemoryError()
@@ -337,12 +337,12 @@ class _FailingDetector(BrightBoxDetector):
             import cv2
 
             raise cv2.error("OpenCV(5.0.0) matrix.cpp:123: error: (-215:Assertion failed) in function 'create'")
-        return super().encode_query(photo_rgb, click_xy)
+        return super().encode_query(photo_rgb, click_xy, **hints)
 
 
 def test_any_failure_of_one_query_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
     detector = _FailingDetector()
-    monkeypatch.setattr(batch_cmd, "method_detectors", lambda method, weights, device: [detector])
+    monkeypatch.setattr(batch_cmd, "method_detectors", lambda method, weights, device, features: [detector])
     ref, photos, clicks = _flight(tmp_path, 4)
     write_bomb_png(photos / "DJI_0003.JPG")  # a decompression bomb where the last photo was
     out = tmp_path / "flight.geojson"
