@@ -12,7 +12,7 @@ import pytest
 
 from raster_factory import write_geotiff
 from smgeo_cli.errors import InputFileError, UsageError
-from smgeo_cli.geo.output import Detection, geojson_text, make_feature, write_features
+from smgeo_cli.geo.output import Detection, geojson_text, make_feature, property_columns, write_features
 from smgeo_cli.geo.raster import open_reference
 
 BOX = (20.0, 10.0, 44.5, 30.0)
@@ -112,3 +112,18 @@ def test_extra_properties_cannot_replace_standard_ones(tmp_path):
     path = write_geotiff(tmp_path / "ref.tif", np.full((3, 8, 8), 90, dtype=np.uint8))
     with open_reference(path) as raster, pytest.raises(ValueError, match="score"):
         make_feature(raster, Detection(BOX, 0.5, 1), query="q", click=(0, 0), model="m", extra={"score": 1})
+
+
+def test_property_columns_type_each_property_over_all_features():
+    columns = property_columns(
+        [
+            {"rank": 1, "score": 1, "verified": True, "bbox_px": [1.0, 2.0, 3.0, 4.0]},
+            {"rank": 2, "score": 0.5, "verified": False, "label": "roof"},
+        ]
+    )
+    assert list(columns) == ["rank", "score", "verified", "bbox_px", "label"]
+    assert columns["rank"].dtype == np.int64 and columns["score"].dtype == np.float64
+    assert columns["verified"].dtype == bool
+    # Lists become JSON text; a property a feature lacks is null there.
+    assert columns["bbox_px"].tolist() == ["[1.0, 2.0, 3.0, 4.0]", None]
+    assert columns["label"].tolist() == [None, "roof"]
