@@ -48,7 +48,7 @@ class FlightAlgorithm(SmgeoAlgorithm):
             "that also carries each photo's position (image,click_x,click_y,lat,lon[,rel_alt,yaw,pitch,label]).<br>"
             "A click that cannot be located (a click off its photo, an unreadable photo, a position off the "
             "raster) goes to the errors table with its CSV row and the reason, and the others go on.<br>"
-            "Cancelling stops after the tile in hand and writes nothing."
+            "Cancelling stops after the tiles in hand and writes nothing."
         )
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
