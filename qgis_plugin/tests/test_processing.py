@@ -249,7 +249,12 @@ def test_plain_qgis_says_how_to_install_smgeo_then_uses_the_environment(tmp_path
             [QGIS_PYTHON, "-s", str(script), str(plugins_folder), str(tmp_path / "hits.gpkg"), *map(str, environment)],
             capture_output=True,
             text=True,
-            env={"QT_QPA_PLATFORM": "offscreen", "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+            env={
+                "QT_QPA_PLATFORM": "offscreen",
+                "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path),
+                "PATH": "/usr/bin:/bin",
+                "GDAL_PAM_ENABLED": "NO",
+            },
         )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.splitlines()[-1])
