@@ -140,6 +140,32 @@ def test_locate_finds_the_dark_roof_as_smgeo_locate_does(tmp_path: Path) -> None
     assert preview.height() == 512 and preview.width() > 1024
 
 
+def test_locate_searches_the_extent_given_in_another_crs_as_smgeo_locate_bbox_does(tmp_path: Path) -> None:
+    photo, x, y = DARK_ROOF
+    west, east, south, north = 4.3572, 4.3588, 51.8695, 51.8705  # about 110 x 110 m around the dark roof
+    results = run(
+        "locate",
+        {
+            "PHOTO": str(EXAMPLES / photo),
+            "CLICK_X": x,
+            "CLICK_Y": y,
+            "RASTER": str(RASTER),
+            "METHOD": "match",
+            "EXTENT": f"{west},{east},{south},{north} [EPSG:4326]",
+            "OUTPUT": str(tmp_path / "hits.gpkg"),
+        },
+    )
+    cli = smgeo_cli(
+        "locate", str(EXAMPLES / photo), "--click", f"{x},{y}", "--ref", str(RASTER), "--method", "match",
+        "--bbox", f"{west},{south},{east},{north}", "--bbox-crs", "EPSG:4326", "--json", "-q",
+    )
+    ours, theirs = json.loads(results["SUMMARY"]), json.loads(cli.stdout)
+    assert ours["search"] == theirs["search"] and ours["search"]["kind"] == "bbox"
+    # A window of the raster, not all of it (600 x 600 pixels).
+    assert ours["search"]["window_px"][2] < 300
+    assert ours["hits"] == theirs["hits"] and len(ours["hits"]) == 1
+
+
 def test_locate_reports_a_click_off_the_photo_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     from qgis.core import QgsProcessingException
 
