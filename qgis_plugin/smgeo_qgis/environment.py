@@ -85,7 +85,8 @@ def pip_arguments() -> list[str]:
 def install_command(environment: Path) -> str:
     """The shell line that makes ``environment`` from QGIS's Python and installs smgeo into it."""
     arguments = " ".join(f'"{argument}"' for argument in [*pip_arguments(), DISTRIBUTION])
-    return f'"{qgis_python()}" -m venv "{environment}" && "{_environment_python(environment)}" -m pip install {arguments}'
+    python = _environment_python(environment)
+    return f'"{qgis_python()}" -m venv "{environment}" && "{python}" -m pip install {arguments}'
 
 
 def require_smgeo(environment: Path) -> None:

@@ -25,13 +25,23 @@ pytestmark = pytest.mark.usefixtures("qgis_app")
 def truth_boxes() -> dict[str, tuple[float, float, float, float]]:
     """The true box of each example photo's object, in the raster's CRS (minx, miny, maxx, maxy)."""
     with open(EXAMPLES / "truth.csv", newline="") as handle:
-        return {row["image"]: tuple(float(row[k]) for k in ("minx", "miny", "maxx", "maxy")) for row in csv.DictReader(handle)}
+        rows = list(csv.DictReader(handle))
+    return {row["image"]: tuple(float(row[k]) for k in ("minx", "miny", "maxx", "maxy")) for row in rows}
 
 
 def run(algorithm: str, parameters: dict, feedback=None) -> dict:
     import processing
 
     return processing.run(f"smgeo:{algorithm}", parameters, feedback=feedback)
+
+
+def dark_roof(**parameters) -> dict:
+    """Locate's parameters for the example the matcher finds, with ``parameters`` added or replaced."""
+    photo, x, y = DARK_ROOF
+    return {
+        "PHOTO": str(EXAMPLES / photo), "CLICK_X": x, "CLICK_Y": y, "RASTER": str(RASTER), "METHOD": "match",
+        **parameters,
+    }  # fmt: skip
 
 
 def read_layer(path: Path):
@@ -112,15 +122,7 @@ def test_locate_finds_the_dark_roof_as_smgeo_locate_does(tmp_path: Path) -> None
     recorder = Recorder()
     results = run(
         "locate",
-        {
-            "PHOTO": str(EXAMPLES / photo),
-            "CLICK_X": x,
-            "CLICK_Y": y,
-            "RASTER": str(RASTER),
-            "METHOD": "match",
-            "OUTPUT": str(tmp_path / "hits.gpkg"),
-            "PREVIEW": str(tmp_path / "hits.png"),
-        },
+        dark_roof(OUTPUT=str(tmp_path / "hits.gpkg"), PREVIEW=str(tmp_path / "hits.png")),
         recorder.feedback,
     )
     cli = smgeo_cli(
@@ -145,15 +147,7 @@ def test_locate_searches_the_extent_given_in_another_crs_as_smgeo_locate_bbox_do
     west, east, south, north = 4.3572, 4.3588, 51.8695, 51.8705  # about 110 x 110 m around the dark roof
     results = run(
         "locate",
-        {
-            "PHOTO": str(EXAMPLES / photo),
-            "CLICK_X": x,
-            "CLICK_Y": y,
-            "RASTER": str(RASTER),
-            "METHOD": "match",
-            "EXTENT": f"{west},{east},{south},{north} [EPSG:4326]",
-            "OUTPUT": str(tmp_path / "hits.gpkg"),
-        },
+        dark_roof(EXTENT=f"{west},{east},{south},{north} [EPSG:4326]", OUTPUT=str(tmp_path / "hits.gpkg")),
     )
     cli = smgeo_cli(
         "locate", str(EXAMPLES / photo), "--click", f"{x},{y}", "--ref", str(RASTER), "--method", "match",
@@ -169,20 +163,9 @@ def test_locate_searches_the_extent_given_in_another_crs_as_smgeo_locate_bbox_do
 def test_locate_reports_a_click_off_the_photo_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     from qgis.core import QgsProcessingException
 
-    photo, _, y = DARK_ROOF
+    photo = DARK_ROOF[0]
     with pytest.raises(QgsProcessingException) as raised:
-        run(
-            "locate",
-            {
-                "PHOTO": str(EXAMPLES / photo),
-                "CLICK_X": 5000.0,
-                "CLICK_Y": y,
-                "RASTER": str(RASTER),
-                "METHOD": "match",
-                "OUTPUT": str(tmp_path / "hits.gpkg"),
-                "PREVIEW": str(tmp_path / "hits.png"),
-            },
-        )
+        run("locate", dark_roof(CLICK_X=5000.0, OUTPUT=str(tmp_path / "a.gpkg"), PREVIEW=str(tmp_path / "a.png")))
     message = str(raised.value)
     assert "\n" not in message and "outside photo" in message and photo in message
     assert list(tmp_path.iterdir()) == []
@@ -236,7 +219,8 @@ def test_flight_writes_the_layer_and_errors_smgeo_batch_writes(tmp_path: Path) -
     errors = results["ERRORS"]
     with open(tmp_path / "cli.errors.csv", newline="") as handle:
         expected = [dict(row) for row in csv.DictReader(handle)]
-    assert [{name: feature[name] for name in ("row", "image", "reason")} for feature in errors.getFeatures()] == expected
+    columns = ("row", "image", "reason")
+    assert [{name: feature[name] for name in columns} for feature in errors.getFeatures()] == expected
     assert expected[0]["row"] == f"{clicks}:6" and "outside photo" in expected[0]["reason"]
     assert recorder.progress == sorted(recorder.progress) and recorder.progress[-1] == 100
     assert "5/5 lawn.jpg: failed" in recorder.log()
