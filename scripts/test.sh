@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-ruff check smgeo_cli tests benchmarks examples scripts
+ruff check smgeo_cli tests benchmarks examples scripts qgis_plugin
 python -m pytest -q "$@"

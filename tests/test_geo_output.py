@@ -14,7 +14,7 @@ from rasterio.transform import Affine
 
 from raster_factory import write_geotiff
 from smgeo_cli.errors import InputFileError, UsageError
-from smgeo_cli.geo.output import Detection, geojson_text, make_feature, write_features
+from smgeo_cli.geo.output import Detection, geojson_text, make_feature, property_columns, write_features
 from smgeo_cli.geo.raster import open_reference
 
 BOX = (20.0, 10.0, 44.5, 30.0)
@@ -173,3 +173,18 @@ def test_a_footprint_across_the_antimeridian_is_valid_rfc_7946(tmp_path, crs, pi
 def test_a_footprint_away_from_the_antimeridian_stays_one_polygon(feature):
     geometry = json.loads(geojson_text([feature]))["features"][0]["geometry"]
     assert geometry["type"] == "Polygon" and len(geometry["coordinates"][0]) == 5
+
+
+def test_property_columns_type_each_property_over_all_features():
+    columns = property_columns(
+        [
+            {"rank": 1, "score": 1, "verified": True, "bbox_px": [1.0, 2.0, 3.0, 4.0]},
+            {"rank": 2, "score": 0.5, "verified": False, "label": "roof"},
+        ]
+    )
+    assert list(columns) == ["rank", "score", "verified", "bbox_px", "label"]
+    assert columns["rank"].dtype == np.int64 and columns["score"].dtype == np.float64
+    assert columns["verified"].dtype == bool
+    # Lists become JSON text; a property a feature lacks is null there.
+    assert columns["bbox_px"].tolist() == ["[1.0, 2.0, 3.0, 4.0]", None]
+    assert columns["label"].tolist() == [None, "roof"]

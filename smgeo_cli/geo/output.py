@@ -146,6 +146,15 @@ def _column(values: list[Any]) -> np.ndarray:
     return np.array([_text(v) for v in values], dtype=object)
 
 
+def property_columns(properties: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The features' ``properties`` as typed columns by name, in order of first appearance; a missing value is None.
+
+    What GeoPackage and FlatGeobuf files get, and the QGIS plugin's layers.
+    """
+    names = dict.fromkeys(name for values in properties for name in values)
+    return {name: _column([values.get(name) for values in properties]) for name in names}
+
+
 def _write_ogr(path: Path, features: Sequence[Feature], driver: str) -> None:
     try:
         from pyogrio.raw import write
@@ -156,7 +165,7 @@ def _write_ogr(path: Path, features: Sequence[Feature], driver: str) -> None:
     crs = {f.crs_wkt for f in features}
     if len(crs) > 1:
         raise UsageError(f"cannot write {path}: the detections come from rasters in different CRSs; write .geojson")
-    names = list(dict.fromkeys(name for f in features for name in f.properties))
+    columns = property_columns([f.properties for f in features])
     with replace_atomically(path) as tmp:
         if path.suffix.lower() in MULTI_LAYER_SUFFIXES and path.is_file():
             # The layer is written into a copy of the file, so its other layers survive (and a crash leaves all intact).
@@ -164,8 +173,8 @@ def _write_ogr(path: Path, features: Sequence[Feature], driver: str) -> None:
         write(
             str(tmp),
             geometry=np.array([_polygon_wkb(f.ring_xy) for f in features], dtype=object),
-            field_data=[_column([f.properties.get(name) for f in features]) for name in names],
-            fields=names,
+            field_data=list(columns.values()),
+            fields=list(columns),
             driver=driver,
             geometry_type="Polygon",
             crs=crs.pop() if crs else None,
