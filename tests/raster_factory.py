@@ -50,8 +50,10 @@ def write_geotiff(
     return path
 
 
-def write_photo(path: Path, size: tuple[int, int] = (80, 60), latlon: tuple[float, float] | None = None) -> Path:
-    """A noise photo of ``size`` (width, height); ``latlon`` in degrees goes into its EXIF GPS."""
+def write_photo(
+    path: Path, size: tuple[int, int] = (80, 60), latlon: tuple[float, float] | None = None, focal_35mm: int | None = None
+) -> Path:
+    """A noise photo of ``size`` (width, height); ``latlon`` in degrees and ``focal_35mm`` go into its EXIF."""
     from PIL import ExifTags, Image
 
     exif = Image.Exif()
@@ -65,6 +67,8 @@ def write_photo(path: Path, size: tuple[int, int] = (80, 60), latlon: tuple[floa
                 ExifTags.GPS.GPSLongitudeRef: "E" if lon >= 0 else "W",
             }
         )
+    if focal_35mm is not None:
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.FocalLengthIn35mmFilm] = focal_35mm
     pixels = np.random.default_rng(0).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path, exif=exif)
     return path

@@ -7,16 +7,19 @@ import pytest
 from PIL import ExifTags, Image
 
 from smgeo_cli.errors import InputFileError
-from smgeo_cli.geo.exif import read_photo_pose
+from smgeo_cli.geo.exif import PhotoHints, photo_hints, read_focal_35mm, read_photo_pose
+from smgeo_cli.geo.flightlog import FULL_FRAME_DIAGONAL_MM, PhotoPose
 
 DATA = Path(__file__).parent / "data" / "flightlog"
 GPS = ExifTags.GPS
 
 
-def _jpeg(path: Path, gps: dict | None = None, xmp: bytes | None = None) -> Path:
+def _jpeg(path: Path, gps: dict | None = None, xmp: bytes | None = None, focal_35mm: int | None = None) -> Path:
     exif = Image.Exif()
     if gps:
         exif.get_ifd(ExifTags.IFD.GPSInfo).update(gps)
+    if focal_35mm is not None:
+        exif.get_ifd(ExifTags.IFD.Exif)[ExifTags.Base.FocalLengthIn35mmFilm] = focal_35mm
     kwargs = {"exif": exif}
     if xmp is not None:
         kwargs["xmp"] = xmp
@@ -157,3 +160,29 @@ def test_unreadable_image_and_bad_values_raise_input_file_error(tmp_path):
     bad = _jpeg(tmp_path / "bad.jpg", xmp=_dji_xmp({"GpsLatitude": "north", "GpsLongitude": "1.0"}, False))
     with pytest.raises(InputFileError, match="GpsLatitude='north'"):
         read_photo_pose(bad)
+
+
+def test_real_dji_photo_focal_length_but_no_height_gives_no_ground_sample_distance():
+    # The Phantom 3's FC300S: 20 mm equivalent. Its EXIF has no height above take-off, so no GSD.
+    photo = DATA / "brighton_DJI_0018_64px.jpg"
+    assert read_focal_35mm(photo) == 20.0
+    assert photo_hints(photo, (64, 48)) == PhotoHints()
+
+
+def test_dji_photo_hints_give_the_heading_and_the_ground_sample_distance(tmp_path):
+    xmp = _dji_xmp(
+        {"GpsLatitude": "41.5", "GpsLongitude": "-83.7", "RelativeAltitude": "+100.0",
+         "GimbalYawDegree": "-12.30", "GimbalPitchDegree": "-90.0"},
+        as_elements=False,
+    )  # fmt: skip
+    photo = _jpeg(tmp_path / "dji.jpg", xmp=xmp, focal_35mm=24)
+    hints = photo_hints(photo, (4000, 3000))
+    # Nadir from 100 m with a 24 mm lens: the 5000-pixel diagonal spans 100 * 43.27 / 24 m.
+    assert hints.heading_deg == pytest.approx(347.7)
+    assert hints.gsd_m == pytest.approx(100.0 * FULL_FRAME_DIAGONAL_MM / 24 / 5000)
+    assert hints.zoom(0.5) == pytest.approx(hints.gsd_m / 0.5)
+    # Tilted 45 degrees, the ground at the centre is sqrt 2 times farther; too close to the horizon, unknown.
+    tilted = photo_hints(photo, (4000, 3000), pose=PhotoPose(41.5, -83.7, rel_alt_m=100.0, pitch_deg=-45.0))
+    assert tilted.gsd_m == pytest.approx(hints.gsd_m * 2**0.5) and tilted.heading_deg is None
+    grazing = PhotoPose(41.5, -83.7, rel_alt_m=100.0, pitch_deg=-5.0)
+    assert photo_hints(photo, (4000, 3000), pose=grazing).gsd_m is None

