@@ -57,6 +57,8 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 TILE_FORMAT_VERSION = 2
 # In-memory tile cache budget: ~1 GiB holds about a thousand SMGeo-base tile encodings.
 DEFAULT_CACHE_BYTES = 1 << 30
+# Options that do not change a query's answer: a resume may change them freely.
+UNRECORDED_OPTIONS = ("batch_size", "max_tiles", "on_progress")
 
 
 @dataclass(frozen=True)
@@ -348,14 +350,15 @@ def read_journals(paths: Sequence[Path]) -> JournalContents:
 def run_settings(raster: Path, detectors: Sequence[TileDetector], options: dict[str, Any]) -> dict[str, Any]:
     """What every record of a run depends on besides its query: the raster file, the methods and the options.
 
-    Options that change how fast a run goes but not its answers (batch size,
-    the tile limit) are left out. JSON-ready, as the journal stores it.
+    Options that change how fast a run goes or how it reports progress but
+    not its answers (batch size, the tile limit, the ``on_progress``
+    callback) are left out. JSON-ready, as the journal stores it.
     """
     try:
         stat = raster.stat()
     except OSError as err:
         raise InputFileError(f"reference raster {raster}: {err.strerror}") from None
-    chosen = {k: v for k, v in options.items() if k not in ("batch_size", "max_tiles")}
+    chosen = {k: v for k, v in options.items() if k not in UNRECORDED_OPTIONS}
     if "search" in chosen:
         chosen["search"] = asdict(chosen["search"])
     settings = {

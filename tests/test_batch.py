@@ -25,12 +25,12 @@ from rasterio.windows import Window
 
 from conftest import run_cli
 from raster_factory import UTM_33N, UTM_TRANSFORM, write_bomb_png, write_geotiff, write_photo
-from smgeo_cli.batch import TileCache, journal_path
+from smgeo_cli.batch import TileCache, build_queries, journal_path, run_batch
 from smgeo_cli.commands import batch_cmd
 from smgeo_cli.geo.coords import pixel_to_lonlat
 from smgeo_cli.geo.srt import read_srt
 from smgeo_cli.geo.tiling import plan_grid_tiles
-from smgeo_cli.locate import EncodedTile
+from smgeo_cli.locate import EncodedTile, SearchArea
 from stand_ins import TILE, BrightBoxDetector
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "flightlog")
@@ -273,6 +273,18 @@ def _batch(monkeypatch, capsys, photos, clicks, ref, out, *extra):
         monkeypatch, capsys, "batch", photos, "--clicks", clicks, "--ref", ref, "-o", out,
         "--search-radius", RADIUS, *extra,
     )  # fmt: skip
+
+
+def test_run_batch_as_a_library_reports_tile_progress_and_resumes_with_another_callback(tmp_path):
+    """The QGIS plugin runs batches this way: its progress callback is not one of the run's settings."""
+    ref, photos, clicks = _flight(tmp_path, 2)
+    queries = build_queries(photos, clicks)
+    options = dict(cache=TileCache(), search=SearchArea(use_gps=False))
+    progress = []
+    first = run_batch(queries, ref, [BrightBoxDetector()], tmp_path / "flight", on_progress=lambda done, total: progress.append(done), **options)
+    assert (first.done, first.failed) == (2, 0) and progress
+    again = run_batch(queries, ref, [BrightBoxDetector()], tmp_path / "flight", on_progress=None, **options)
+    assert (again.done, again.resumed) == (0, 2)
 
 
 def test_resume_with_other_settings_is_refused_naming_them(tmp_path, monkeypatch, capsys, stand_in):
