@@ -50,8 +50,12 @@ METHODS = ("auto", "smgeo", "match")
 FIELD_TYPES = {"b": QVariant.Bool, "i": QVariant.LongLong, "f": QVariant.Double}
 
 
-class Canceled(Exception):
-    """Raised from smgeo's progress callbacks when the user cancels; not an smgeo error, so nothing catches it."""
+class Canceled(BaseException):
+    """Raised from smgeo's progress callbacks when the user cancels.
+
+    A BaseException, as KeyboardInterrupt is: ``smgeo batch`` records any
+    Exception as that click's failure and goes on, but an interrupt ends the run.
+    """
 
 
 class Progress:

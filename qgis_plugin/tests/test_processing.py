@@ -208,9 +208,10 @@ def test_flight_writes_the_layer_and_errors_smgeo_batch_writes(tmp_path: Path) -
     assert cli.returncode == 1, cli.stderr  # one click failed
     layer = read_layer(Path(results["OUTPUT"]))
     assert layer.crs().authid() == "EPSG:32631"
-    # The matcher fits three of the four photos (no fit on the white roof); the fifth click fails.
+    # The matcher fits all four photos (SIFT three, XFeat the white roof SIFT misses); the fifth click fails.
     found = rows(layer)
-    assert [row["attributes"]["image"] for row in found] == ["roundabout.jpg", "dark_roof_building.jpg", "lawn.jpg"]
+    images = ["roundabout.jpg", "dark_roof_building.jpg", "white_roof_building.jpg", "lawn.jpg"]
+    assert [row["attributes"]["image"] for row in found] == images
     assert_same_features(found, rows(read_layer(tmp_path / "cli.gpkg")))
     truth = truth_boxes()
     for feature in layer.getFeatures():
