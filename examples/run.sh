@@ -14,10 +14,13 @@ smgeo locate examples/data/dark_roof_building.jpg --click 311.0,230.7 --ref exam
 echo "Wrote $out/dark_roof_building.geojson (open it in QGIS over examples/data/pan1.tif)" \
     "and $out/dark_roof_building.png"
 python examples/score.py "$out/dark_roof_building.geojson"
-echo "All four example photos: --method auto (the default; the matcher's fit, else the model), then each alone:"
-for method in auto smgeo match; do
-    smgeo batch examples/data --clicks examples/data/clicks.csv --ref examples/data/pan1.tif -o "$out/all_$method.geojson" \
-        --method "$method" --quiet
-    echo "--method $method:"
-    python examples/score.py "$out/all_$method.geojson"
+echo "All four example photos: --method auto (the default: the matcher's fit, SIFT then XFeat, else the model)," \
+    "then the model alone and the matcher with each kind of features:"
+for run in "auto" "smgeo" "match --features sift" "match --features xfeat"; do
+    name=${run// --features /_}
+    # shellcheck disable=SC2086 # the method and its options, split on purpose
+    smgeo batch examples/data --clicks examples/data/clicks.csv --ref examples/data/pan1.tif -o "$out/all_$name.geojson" \
+        --method $run --quiet
+    echo "--method $run:"
+    python examples/score.py "$out/all_$name.geojson"
 done
