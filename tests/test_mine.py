@@ -114,6 +114,29 @@ def test_pairs_are_the_same_when_images_are_reloaded_instead_of_kept(mined, tmp_
     assert _read_dataset(tmp_path / "reloaded") == _read_dataset(root)
 
 
+def test_photos_of_the_same_name_in_two_folders_keep_their_own_tiles(tmp_path):
+    """Flights kept a folder each, numbered by the camera from DJI_0001: no photo's tiles may overwrite another's."""
+    flights = [
+        tmp_path / "flight1" / "DJI_0001.jpg",
+        tmp_path / "flight1" / "DJI_0002.jpg",
+        tmp_path / "flight2" / "DJI_0001.jpg",
+    ]
+    for path, photo in zip(flights, PHOTOS):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(photo.read_bytes())
+    labels = mine.photo_labels(flights)
+    assert len(set(labels)) == 3 and labels[1] == "DJI_0002" and mine.photo_labels(PHOTOS) == [p.stem for p in PHOTOS]
+    root = tmp_path / "out"
+    mine_photos(flights, root, 8, seed=3, **OPTIONS)
+    homographies = read_homographies(root, "train")
+    records = load_records(root, "train")
+    assert {record.sat_name.rsplit("_", 3)[0] for record in records} == set(labels)
+    for record in records:  # each saved tile is still the one its query was cut against (an overwritten one: < 0.1)
+        tile = read_rgb(root / SATELLITE_DIR / record.sat_name)
+        query = read_rgb(root / QUERY_DIR / record.query_name)
+        assert _alignment(tile, query, homographies[record.query_name]) > 0.9, record
+
+
 def test_progress_counts_photos_described_then_pairs_matched(tmp_path):
     described, matched = [], []
     mine_photos(

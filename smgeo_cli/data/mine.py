@@ -24,7 +24,8 @@ Two sources of pairs:
 Everything is in "working pixels": photos shrunk by ``photo_scale`` (photo
 pixels per working pixel) and raster areas read at the tile GSD. Tiles from
 photos are named ``<photo stem>_<x>_<y>_<side>.jpg`` (top-left and side in
-working pixels); query files carry the name of the photo they were cut from.
+working pixels; a stem two photos share gets a digest of the photo's path,
+``photo_labels``); query files carry the name of the photo they were cut from.
 Objects are ``OBJECT_PX`` working pixels across, so choose ``photo_scale``
 to make the objects of interest that size.
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 import functools
 import math
 import zlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -150,11 +152,15 @@ class MineSummary:
 
 @dataclass(frozen=True)
 class _Photo:
-    """A photo's path, working size (width, height) and features; its pixels come from a ``_photo_cache``."""
+    """A photo's path, working size (width, height), features and ``label`` (see ``photo_labels``).
+
+    Its pixels come from a ``_photo_cache``.
+    """
 
     path: Path
     size: tuple[int, int]
     features: Features
+    label: str
 
 
 def _working_photo(path: Path, photo_scale: float) -> np.ndarray:
@@ -171,10 +177,24 @@ def _photo_cache(photo_scale: float) -> Callable[[Path], np.ndarray]:
     return functools.lru_cache(maxsize=IMAGES_IN_MEMORY)(functools.partial(_working_photo, photo_scale=photo_scale))
 
 
-def _load_photo(path: Path, pixels: Callable[[Path], np.ndarray]) -> _Photo:
+def photo_labels(paths: Sequence[Path]) -> list[str]:
+    """The name each photo's tiles and queries carry: its stem, made unique when two photos share one.
+
+    Flights are often kept one folder per flight with the camera's own
+    numbering (``flight1/DJI_0001.JPG``, ``flight2/DJI_0001.JPG``), so a stem
+    seen twice gets a short digest of the photo's full path: ``DJI_0001-1a2b3c4d``.
+    """
+    stems = Counter(path.stem for path in paths)
+    return [
+        path.stem if stems[path.stem] == 1 else f"{path.stem}-{zlib.crc32(str(path.resolve()).encode()):08x}"
+        for path in paths
+    ]
+
+
+def _load_photo(path: Path, pixels: Callable[[Path], np.ndarray], label: str) -> _Photo:
     """The photo's working size and features."""
     image = pixels(path)
-    return _Photo(path, (image.shape[1], image.shape[0]), describe(image, max_side=MATCH_SIDE))
+    return _Photo(path, (image.shape[1], image.shape[0]), describe(image, max_side=MATCH_SIDE), label)
 
 
 def _strong_fit(query: Features, reference: Features, min_inliers: int) -> MatchResult | None:
@@ -384,8 +404,8 @@ def _photo_link(
         load_source,
         lambda: pixels(target.path),
         homography / homography[2, 2],
-        lambda x, y: f"{source.path.stem}_{x}_{y}_{ref_size}.jpg",
-        target.path.stem,
+        lambda x, y: f"{source.label}_{x}_{y}_{ref_size}.jpg",
+        target.label,
         inliers,
     )
 
@@ -483,8 +503,8 @@ def mine_photos(
     splits = deal_photos(len(photos), counts, np.random.default_rng((seed, 0)), min_run=2)
     pixels = _photo_cache(photo_scale)
     loaded = []
-    for path in photos:
-        loaded.append(_load_photo(Path(path), pixels))
+    for path, label in zip(photos, photo_labels([Path(p) for p in photos])):
+        loaded.append(_load_photo(Path(path), pixels, label))
         if on_photo is not None:
             on_photo(len(loaded), len(photos))
     for photo in loaded:
@@ -596,8 +616,9 @@ def mine_reference(
     with read_env(), open_reference(reference) as raster:
         ground = ground_of([raster], gsd_m)
         areas = _area_cache(raster)
-        for done, path in enumerate(photos, 1):
-            photo = _load_photo(Path(path), pixels)
+        labels = photo_labels([Path(p) for p in photos])
+        for done, (path, label) in enumerate(zip(photos, labels), 1):
+            photo = _load_photo(Path(path), pixels, label)
             transform, size = _search_area(raster, photo, ground.units_per_px, ground.gsd_m)
             if min(size) >= ref_size:
                 area, valid = areas(transform, size)
@@ -616,7 +637,7 @@ def mine_reference(
                             functools.partial(pixels, photo.path),
                             to_photo,
                             namer,
-                            photo.path.stem,
+                            photo.label,
                             fit.inliers,
                         )
                     )
