@@ -365,7 +365,8 @@ def run_settings(raster: Path, detectors: Sequence[TileDetector], options: dict[
         "ref": str(raster.resolve()),
         "ref_bytes": stat.st_size,
         "ref_mtime_ns": stat.st_mtime_ns,
-        "methods": [detector.cache_key for detector in detectors],
+        # A detector whose answers depend on more than its tiles' encodings says so in ``run_key``.
+        "methods": [getattr(detector, "run_key", detector.cache_key) for detector in detectors],
         **chosen,
     }
     return json.loads(json.dumps(settings, default=list))

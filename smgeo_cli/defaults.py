@@ -18,3 +18,7 @@ DEFAULT_NEIGHBOURS = 10
 # fits it is right, and it costs a fraction of the learned features' time (benchmarks/README.md).
 FEATURE_CHOICES = ("sift", "xfeat", "sift+xfeat")
 DEFAULT_FEATURES = "sift+xfeat"
+# Headings the learned features try when the photo's heading is unknown (`--headings`). XFeat with
+# LighterGlue still matches a view turned up to about 45 degrees from north; 8 headings found 2 points
+# more objects across years at twice the cost (benchmarks/README.md), so 4 is the default.
+DEFAULT_HEADINGS = 4

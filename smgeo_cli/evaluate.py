@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset, CVOGLRecord
-from smgeo_cli.defaults import DEFAULT_FEATURES
+from smgeo_cli.defaults import DEFAULT_FEATURES, DEFAULT_HEADINGS
 from smgeo_cli.images import read_rgb
 from smgeo_cli.matching.detector import matchers
 from smgeo_cli.metrics import cvogl_iou, summarize
@@ -85,14 +85,16 @@ def match_boxes(
     features: str = DEFAULT_FEATURES,
     on_progress: Callable[[int], None] | None = None,
     device: str = "cpu",
+    headings: int = DEFAULT_HEADINGS,
 ) -> BoxPredictions:
     """The matcher's box per record of the dataset at ``root``, on the images as stored.
 
-    ``features`` as ``--features`` (kinds tried in turn until one fits). A
+    ``features`` and ``headings`` as ``--features`` (kinds tried in turn
+    until one fits) and ``--headings``. A
     sample the matcher finds no match for gets an empty box and score 0: it
     counts as a miss, as a wrong box would.
     """
-    chain = matchers(features, device=device)
+    chain = matchers(features, device=device, headings=headings)
     boxes, scores, sizes = [], [], []
     for record in records:
         query = read_rgb(root / QUERY_DIR / record.query_name)

@@ -25,12 +25,13 @@ from rasterio.windows import Window
 
 from conftest import run_cli
 from raster_factory import UTM_33N, UTM_TRANSFORM, write_bomb_png, write_geotiff, write_photo
-from smgeo_cli.batch import TileCache, build_queries, journal_path, run_batch
+from smgeo_cli.batch import TileCache, build_queries, journal_path, run_batch, run_settings
 from smgeo_cli.commands import batch_cmd
 from smgeo_cli.geo.coords import pixel_to_lonlat
 from smgeo_cli.geo.srt import read_srt
 from smgeo_cli.geo.tiling import plan_grid_tiles
 from smgeo_cli.locate import EncodedTile, SearchArea
+from smgeo_cli.matching.detector import MatchDetector
 from stand_ins import TILE, BrightBoxDetector
 
 DATA = os.path.join(os.path.dirname(__file__), "data", "flightlog")
@@ -43,7 +44,7 @@ RADIUS = "40"  # metres: a few tiles around each photo
 @pytest.fixture
 def stand_in(monkeypatch):
     detector = BrightBoxDetector()
-    monkeypatch.setattr(batch_cmd, "method_detectors", lambda method, weights, device, features: [detector])
+    monkeypatch.setattr(batch_cmd, "method_detectors", lambda method, weights, device, features, headings: [detector])
     return detector
 
 
@@ -302,6 +303,16 @@ def test_resume_with_other_settings_is_refused_naming_them(tmp_path, monkeypatch
     assert _batch(monkeypatch, capsys, photos, clicks, ref, out, "-q", "--top-k", "2")[0] == 0
 
 
+def test_the_learned_matchers_headings_are_a_run_setting_and_sifts_key_is_unchanged(tmp_path):
+    """A resume with other --headings would mix answers found two ways; tiles are shared all the same."""
+    ref = _raster(tmp_path / "ref.tif")
+    xfeat_4, xfeat_8 = MatchDetector("xfeat", headings=4), MatchDetector("xfeat", headings=8)
+    assert xfeat_4.cache_key == xfeat_8.cache_key  # the tiles' features do not depend on the headings
+    four, eight = (run_settings(ref, [MatchDetector("sift"), d], {}) for d in (xfeat_4, xfeat_8))
+    assert four["methods"][0] == eight["methods"][0] == MatchDetector("sift").cache_key
+    assert four["methods"][1] != eight["methods"][1] and "headings8" in eight["methods"][1]
+
+
 def test_resume_runs_again_the_rows_that_changed(tmp_path, monkeypatch, capsys, stand_in):
     ref, photos, clicks = _flight(tmp_path, 3)
     out = tmp_path / "flight.geojson"
@@ -354,7 +365,7 @@ class _FailingDetector(BrightBoxDetector):
 
 def test_any_failure_of_one_query_is_recorded_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
     detector = _FailingDetector()
-    monkeypatch.setattr(batch_cmd, "method_detectors", lambda method, weights, device, features: [detector])
+    monkeypatch.setattr(batch_cmd, "method_detectors", lambda method, weights, device, features, headings: [detector])
     ref, photos, clicks = _flight(tmp_path, 4)
     write_bomb_png(photos / "DJI_0003.JPG")  # a decompression bomb where the last photo was
     out = tmp_path / "flight.geojson"

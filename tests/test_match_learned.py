@@ -12,6 +12,8 @@ import pytest
 import rasterio
 
 from smgeo_cli.batch import TileCache
+from smgeo_cli.commands.locate_cmd import method_detectors
+from smgeo_cli.commands.options import Method
 from smgeo_cli.errors import InputFileError
 from smgeo_cli.locate import EncodedTile, SearchArea, locate
 from smgeo_cli.matching import detector, learned, networks
@@ -151,6 +153,12 @@ def test_features_choices_chain_sift_then_xfeat():
     assert headings(4) == (0.0, 90.0, 180.0, 270.0)
     with pytest.raises(ValueError):
         matchers("orb")
+
+
+def test_headings_option_reaches_the_learned_matchers():
+    chain = method_detectors(Method.match, None, "cpu", "sift+xfeat", headings=8)
+    assert [(m.features, m.headings) for m in chain] == [("sift", 8), ("xfeat", 8)]
+    assert headings(8)[1] == 45.0
 
 
 def test_one_opencv_build_is_installed():

@@ -16,6 +16,7 @@ from smgeo_cli.commands.options import (
     DeviceOption,
     FeaturesOption,
     GsdOption,
+    HeadingsOption,
     JsonOption,
     MatchFeatures,
     MaxTilesOption,
@@ -80,6 +81,7 @@ def batch_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output .geojson (EPSG:4326), .gpkg or .fgb (raster CRS)."),
     method: Method = MethodOption,
     features: MatchFeatures = FeaturesOption,
+    headings: int = HeadingsOption,
     weights: Path = WeightsOption,
     top_k: int = typer.Option(1, "--top-k", min=1, help="Hits per query, best first."),
     cache_dir: Path = typer.Option(
@@ -132,7 +134,7 @@ def batch_command(
             if context.is_main and not resume:
                 clear_journals(out)
             barrier(context)
-            detectors = method_detectors(method, weights, torch_device, features.value)
+            detectors = method_detectors(method, weights, torch_device, features.value, headings)
             cache = TileCache(folder=cache_dir, device=torch_device)
             search = SearchArea(use_gps=not no_gps, radius_m=search_radius)
             start = time.perf_counter()

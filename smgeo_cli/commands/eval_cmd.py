@@ -15,6 +15,7 @@ from smgeo_cli.commands.options import (
     DeviceOption,
     EvalMethodOption,
     FeaturesOption,
+    HeadingsOption,
     JsonOption,
     LimitOption,
     MatchFeatures,
@@ -34,6 +35,7 @@ def eval_command(
     split: str = typer.Option("test", "--split", help="Which <Name>_<split>.pth to evaluate."),
     method: Method = EvalMethodOption,
     features: MatchFeatures = FeaturesOption,
+    headings: int = HeadingsOption,
     weights: Path = WeightsOption,
     json_output: bool = JsonOption,
     predictions_out: Path = typer.Option(
@@ -73,7 +75,10 @@ def eval_command(
         parts = []
         if method.uses_matcher:
             matcher_device = str(resolve_device(device))
-            parts.append(match_boxes(data_root, records, features.value, on_progress=on_progress, device=matcher_device))
+            found = match_boxes(
+                data_root, records, features.value, on_progress=on_progress, device=matcher_device, headings=headings
+            )
+            parts.append(found)
         if method.uses_model:
             parts.append(predict_boxes(model, dataset, batch_size=batch_size, on_progress=on_progress))
         predictions = first_found(*parts)

@@ -12,6 +12,7 @@ from smgeo_cli.commands.options import (
     DeviceOption,
     FeaturesOption,
     GsdOption,
+    HeadingsOption,
     MatchFeatures,
     MaxTilesOption,
     Method,
@@ -25,7 +26,7 @@ from smgeo_cli.commands.options import (
     parse_numbers,
 )
 from smgeo_cli.commands.progress import progress_bar, stderr_console
-from smgeo_cli.defaults import DEFAULT_FEATURES
+from smgeo_cli.defaults import DEFAULT_FEATURES, DEFAULT_HEADINGS
 from smgeo_cli.errors import UsageError
 from smgeo_cli.geo.formats import GEOJSON_SUFFIXES, OGR_DRIVERS
 
@@ -36,9 +37,15 @@ if TYPE_CHECKING:
 
 
 def method_detectors(
-    method: Method, weights: Path | None, device: str | torch.device, features: str = DEFAULT_FEATURES
+    method: Method,
+    weights: Path | None,
+    device: str | torch.device,
+    features: str = DEFAULT_FEATURES,
+    headings: int = DEFAULT_HEADINGS,
 ) -> list[TileDetector]:
     """The detectors ``method`` tries in turn: the matchers of ``features``, the model, or the matchers then the model.
+
+    The learned matchers try a photo without a known heading at ``headings`` turns.
 
     ``device`` (a ``--device`` value or a resolved device) is checked only when a network is used.
     """
@@ -52,7 +59,7 @@ def method_detectors(
         device = resolve_device(device)
     detectors: list[TileDetector] = []
     if method.uses_matcher:
-        detectors.extend(matchers(features, device=str(device)))
+        detectors.extend(matchers(features, device=str(device), headings=headings))
     if method.uses_model:
         detectors.append(SMGeoDetector(load_model(weights_folder(weights), device)))
     return detectors
@@ -67,6 +74,7 @@ def locate_command(
     ),
     method: Method = MethodOption,
     features: MatchFeatures = FeaturesOption,
+    headings: int = HeadingsOption,
     weights: Path = WeightsOption,
     top_k: int = typer.Option(1, "--top-k", min=1, help="How many hits to return, best first."),
     bands: str = typer.Option(None, "--bands", help="Raster bands, 1-based: red,green,blue or one grey (e.g. 4,3,2)."),
@@ -105,7 +113,7 @@ def locate_command(
     from smgeo_cli.preview import write_preview
 
     set_cpu_threads()
-    detectors = method_detectors(method, weights, device, features.value)
+    detectors = method_detectors(method, weights, device, features.value, headings)
     search = SearchArea(bbox=box, bbox_crs=bbox_crs, use_gps=not no_gps, radius_m=search_radius)
     with progress_bar(quiet) as progress:
         task = progress.add_task("locate", total=None, info="tiles") if progress else None

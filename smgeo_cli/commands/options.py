@@ -9,7 +9,13 @@ from pathlib import Path
 
 import typer
 
-from smgeo_cli.defaults import DEFAULT_FEATURES, DEFAULT_MAX_TILES, DEFAULT_SEARCH_RADIUS_M, FEATURE_CHOICES
+from smgeo_cli.defaults import (
+    DEFAULT_FEATURES,
+    DEFAULT_HEADINGS,
+    DEFAULT_MAX_TILES,
+    DEFAULT_SEARCH_RADIUS_M,
+    FEATURE_CHOICES,
+)
 from smgeo_cli.device import DEVICE_CHOICES
 from smgeo_cli.errors import UsageError
 from smgeo_cli.io import check_writable
@@ -109,6 +115,13 @@ FeaturesOption = typer.Option(
     MatchFeatures(DEFAULT_FEATURES),
     "--features",
     help="The matcher's features: sift, xfeat (learned: XFeat + LighterGlue) or both, tried in turn until one fits.",
+)
+HeadingsOption = typer.Option(
+    DEFAULT_HEADINGS,
+    "--headings",
+    min=1,
+    max=36,
+    help="Turns of the photo the learned features try when its metadata gives no heading (8: slower, a few more found).",
 )
 GsdOption = typer.Option(
     None, "--gsd", parser=number(0.0, low_open=True), help="Metres per model pixel. Default: the model's own."

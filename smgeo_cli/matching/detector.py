@@ -30,13 +30,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from smgeo_cli.defaults import DEFAULT_FEATURES, FEATURE_CHOICES
+from smgeo_cli.defaults import DEFAULT_FEATURES, DEFAULT_HEADINGS, FEATURE_CHOICES
 
 from . import learned, networks
 from .features import KIND as SIFT
 from .features import QUERY_TILTS, Features, describe
 from .matcher import HomographyFit, MatchResult, correspondences, fit_homography, place
-from .views import DEFAULT_HEADINGS, PhotoView, headings, photo_views
+from .views import PhotoView, headings, photo_views
 from .window import object_outline
 
 # Tiles as large as the paper's references: a homography needs context.
@@ -139,6 +139,11 @@ class MatchDetector:
     def cache_key(self) -> str:
         version = f"-{networks.weights_version()}" if self.features != SIFT else ""
         return f"match-{self.features}{version}-{self.tile_size}"
+
+    @property
+    def run_key(self) -> str:
+        """``cache_key`` and what else changes the answers: the headings tried by learned features."""
+        return self.cache_key if self.features == SIFT else f"{self.cache_key}-headings{self.headings}"
 
     def _describe(self, image: np.ndarray, **options) -> Features:
         if self.features == SIFT:

@@ -6,7 +6,7 @@ XFeat is described in views: the photo resampled towards the tiles' ground
 sample distance (``zoom``, tile pixels per photo pixel, from the photo's
 altitude and focal length) or, when that is unknown, to a working size,
 then turned clockwise by each heading tried: one when the photo has been
-turned north-up from its metadata heading, else ``DEFAULT_HEADINGS`` evenly
+turned north-up from its metadata heading, else ``smgeo_cli.defaults.DEFAULT_HEADINGS`` evenly
 spaced turns, one of which is within ``180 / headings`` degrees of north-up.
 
 Each view keeps the affine that carries photo pixels into it, so matches
@@ -25,10 +25,6 @@ import numpy as np
 from .features import Features, check_image, resize_to, rotated, working_size
 from .matcher import project
 
-# Headings tried when the photo's heading is unknown: XFeat with LighterGlue
-# still matches a view turned up to about 45 degrees from the reference's north
-# (benchmarks/match_features.py measures 4 against 8).
-DEFAULT_HEADINGS = 4
 # Longest side of a view when the photo's ground resolution is unknown.
 DEFAULT_MAX_SIDE = 1024
 # A view smaller than this holds too few keypoints to fit a homography.
