@@ -26,8 +26,6 @@ KIND = "xfeat"
 MAX_KEYPOINTS = 2048
 # Side multiple of the network's input (five stride-2 stages).
 NETWORK_MULTIPLE = 32
-# LighterGlue keeps a match whose assignment probability exceeds this (the authors' default).
-MATCH_THRESHOLD = 0.1
 
 
 def network_size(size: tuple[int, int]) -> tuple[int, int]:
@@ -99,8 +97,6 @@ def glue_matches(query: Features, reference: Features, device: torch.device | st
     if len(query) < 2 or len(reference) < 2:
         return np.empty((0, 2)), np.empty((0, 2))
     device = torch.device(device)
-    glue = networks.lighterglue(device)
-    glue.conf.filter_threshold = MATCH_THRESHOLD
-    result = glue({"image0": _glue_input(query, device), "image1": _glue_input(reference, device)})
+    result = networks.lighterglue(device)({"image0": _glue_input(query, device), "image1": _glue_input(reference, device)})
     pairs = result["matches"][0].cpu().numpy()
     return query.keypoints[pairs[:, 0]], reference.keypoints[pairs[:, 1]]

