@@ -8,7 +8,7 @@ written by ``smgeo_cli.data.stacks`` (a ``*_stacks.json`` sidecar), each
 place with the query and reference from different years or the same year.
 ``fits`` is the share of samples given a box; ``centre in box`` the share
 whose box centre lies inside the true box (found, whatever the box size);
-time is the median per sample, both images described (a chain's is the
+time is the median per sample, both images read and described (a chain's is the
 sum of the kinds it ran).
 
     python benchmarks/match_features.py ROOT [ROOT ...] [--features sift,xfeat,sift+xfeat] [--headings 4]
@@ -27,31 +27,23 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, find_annotation, load_records
+from smgeo_cli.data.cvogl import find_annotation, load_records
 from smgeo_cli.data.stacks import find_stacks, read_stack_sidecar, write_stack_pairs
 from smgeo_cli.device import set_cpu_threads
-from smgeo_cli.images import read_rgb
-from smgeo_cli.matching.detector import matchers
+from smgeo_cli.evaluate import BoxPredictions, match_boxes
 from smgeo_cli.metrics import cvogl_iou
 
 
-def run(root: Path, records, kind: str, headings: int) -> tuple[np.ndarray, list[float]]:
-    """(N, 4) boxes (zeros where no fit) and per-sample seconds of one kind of features, both images described."""
-    (matcher,) = matchers(kind, headings=headings)
-    boxes, seconds = [], []
-    for record in records:
-        query = read_rgb(root / QUERY_DIR / record.query_name)
-        reference = read_rgb(root / SATELLITE_DIR / record.sat_name)
-        start = time.perf_counter()
-        found = matcher.match(matcher.encode_query(query, record.click_xy), matcher.encode_tiles(reference[None])[0])
-        seconds.append(time.perf_counter() - start)
-        boxes.append(found.box if found else (0.0, 0.0, 0.0, 0.0))
-    return np.asarray(boxes, dtype=np.float64), seconds
+def run(root: Path, records, kind: str, headings: int) -> tuple[BoxPredictions, list[float]]:
+    """``smgeo eval --method match``'s boxes (zeros where no fit) with one kind of features, and per-sample
+    seconds (both images read and described: the JPEG reads are milliseconds of them)."""
+    stamps = [time.perf_counter()]
+    found = match_boxes(root, records, kind, on_progress=lambda _: stamps.append(time.perf_counter()), headings=headings)
+    return found, np.diff(stamps).tolist()
 
 
-def chained(results: dict[str, tuple[np.ndarray, list[float]]], features: str) -> tuple[np.ndarray, list[float]]:
+def chained(results: dict[str, tuple[BoxPredictions, list[float]]], features: str) -> tuple[np.ndarray, list[float]]:
     """Boxes and seconds of a ``--features`` choice from its kinds' own runs.
 
     A chain such as ``sift+xfeat`` takes the first kind's fit where it has
@@ -59,10 +51,10 @@ def chained(results: dict[str, tuple[np.ndarray, list[float]]], features: str) -
     is exactly what the locate pipeline does, without running each kind twice.
     """
     kinds = features.split("+")
-    boxes, seconds = results[kinds[0]][0].copy(), list(results[kinds[0]][1])
+    boxes, seconds = results[kinds[0]][0].boxes.copy(), list(results[kinds[0]][1])
     for kind in kinds[1:]:
         missing = boxes[:, 2] <= boxes[:, 0]
-        boxes[missing] = results[kind][0][missing]
+        boxes[missing] = results[kind][0].boxes[missing]
         seconds = [s + (extra if miss else 0.0) for s, extra, miss in zip(seconds, results[kind][1], missing)]
     return boxes, seconds
 
@@ -108,9 +100,9 @@ def main() -> None:
         records = load_records(root, args.split)[: args.limit]
         truth = np.array([r.box_xyxy for r in records], dtype=np.float64)
         groups = groups_of(root, records, args.split)
-        sizes = np.array([Image.open(root / SATELLITE_DIR / r.sat_name).size for r in records], dtype=np.float64)
         choices = args.features.split(",")
         results = {kind: run(root, records, kind, args.headings) for kind in dict.fromkeys("+".join(choices).split("+"))}
+        sizes = next(iter(results.values()))[0].image_sizes
         for features in choices:
             boxes, seconds = chained(results, features)
             ious = cvogl_iou(boxes, truth, sizes)

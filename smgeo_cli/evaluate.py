@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset, CVOGLRecord
 from smgeo_cli.defaults import DEFAULT_FEATURES, DEFAULT_HEADINGS
 from smgeo_cli.images import read_rgb
-from smgeo_cli.matching.detector import matchers
+from smgeo_cli.matching.detector import first_match, matchers
 from smgeo_cli.metrics import cvogl_iou, summarize
 from smgeo_cli.model.smgeo import SMGeo
 
@@ -99,11 +99,7 @@ def match_boxes(
     for record in records:
         query = read_rgb(root / QUERY_DIR / record.query_name)
         reference = read_rgb(root / SATELLITE_DIR / record.sat_name)
-        result = None
-        for matcher in chain:
-            result = matcher.match(matcher.encode_query(query, record.click_xy), matcher.encode_tiles(reference[None])[0])
-            if result is not None:
-                break
+        result = first_match(chain, query, record.click_xy, reference)
         boxes.append(result.box if result else (0.0, 0.0, 0.0, 0.0))
         scores.append(result.score if result else 0.0)
         sizes.append((reference.shape[1], reference.shape[0]))

@@ -20,7 +20,8 @@ from rasterio.windows import Window
 from smgeo_cli.geo.exif import PhotoHints
 from smgeo_cli.geo.output import Detection
 from smgeo_cli.geo.raster import ReferenceRaster, read_window
-from smgeo_cli.matching import MatchDetector, MatchResult
+from smgeo_cli.matching import MatchDetector
+from smgeo_cli.matching.detector import first_match
 from smgeo_cli.matching.detector import matchers as default_matchers
 
 # The window matched around a hit spans this many times the hit's longer side...
@@ -68,23 +69,6 @@ def verify_hits(
     return [_verify(raster, detection, photo_rgb, click_xy, matchers or default_matchers(), hints) for detection in detections]
 
 
-def _first_match(
-    matchers: Sequence[MatchDetector],
-    photo_rgb: np.ndarray,
-    click_xy: tuple[float, float],
-    window: tuple[np.ndarray, np.ndarray],
-    hints: PhotoHints,
-    window_gsd_m: float,
-) -> MatchResult | None:
-    """The first of ``matchers`` to match the photo with the (RGB, valid) window, or None."""
-    for matcher in matchers:
-        query = matcher.encode_query(photo_rgb, click_xy, heading_deg=hints.heading_deg, zoom=hints.zoom(window_gsd_m))
-        found = matcher.match(query, matcher.describe_tile(*window))
-        if found is not None:
-            return found
-    return None
-
-
 def _verify(
     raster: ReferenceRaster,
     detection: Detection,
@@ -98,9 +82,10 @@ def _verify(
     side = max(CONTEXT * max(x2 - x1, y2 - y1), MIN_SIDE_M / metres_per_px)
     size = matchers[0].tile_size
     window = Window((x1 + x2 - side) / 2, (y1 + y2 - side) / 2, side, side)
-    pixels = read_window(raster, window, (size, size))
+    rgb, valid = read_window(raster, window, (size, size))
     scale = side / size  # raster pixels per window pixel
-    match = _first_match(matchers, photo_rgb, click_xy, pixels, hints, scale * metres_per_px)
+    zoom = hints.zoom(scale * metres_per_px)
+    match = first_match(matchers, photo_rgb, click_xy, rgb, valid, heading_deg=hints.heading_deg, zoom=zoom)
     if match is None:
         return Verification(confirmed=False, inliers=0, distance_m=None)
     click_x = window.col_off + match.click_xy[0] * scale

@@ -230,8 +230,27 @@ class MatchDetector:
 
 def matchers(features: str = DEFAULT_FEATURES, **options) -> list[MatchDetector]:
     """The detectors ``--features`` names, in the order they are tried: ``"sift+xfeat"`` gives SIFT, then XFeat."""
-    kinds = features.split("+")
     if features not in FEATURE_CHOICES:
         raise ValueError(f"features must be one of {', '.join(FEATURE_CHOICES)}, got {features!r}")
-    return [MatchDetector(kind, **options) for kind in kinds]
+    return [MatchDetector(kind, **options) for kind in features.split("+")]
+
+
+def first_match(
+    chain: Sequence[MatchDetector],
+    photo_rgb: np.ndarray,
+    click_xy: tuple[float, float],
+    reference_rgb: np.ndarray,
+    valid: np.ndarray | None = None,
+    *,
+    heading_deg: float | None = None,
+    zoom: float | None = None,
+) -> MatchResult | None:
+    """The match of the first of ``chain`` that fits the photo to one reference image (``valid`` False on
+    no-data), or None: what the locate pipeline does over many tiles, for a single one."""
+    for matcher in chain:
+        query = matcher.encode_query(photo_rgb, click_xy, heading_deg=heading_deg, zoom=zoom)
+        found = matcher.match(query, matcher.describe_tile(reference_rgb, valid))
+        if found is not None:
+            return found
+    return None
 
