@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, write_homographies, write_records
+from smgeo_cli.data.cvogl import make_dataset_folders, write_homographies, write_records
 from smgeo_cli.data.synth import Block, ground_of, render_pair, save_pair
 from smgeo_cli.errors import InputFileError, UsageError
 from smgeo_cli.geo.raster import open_reference, read_env
@@ -55,11 +55,10 @@ class Stack:
         return sorted(self.rasters)
 
 
-def find_stacks(paths: Sequence[str | PathLike[str]], min_dates: int = 1) -> list[Stack]:
+def find_stacks(paths: Sequence[str | PathLike[str]]) -> list[Stack]:
     """Stacks of the ``<place>_<year>_<n>`` rasters among ``paths`` (files, or folders searched for ``*.tif``).
 
-    Only stacks with at least ``min_dates`` years are kept; the order is by
-    place, then footprint number. InputFileError when no file is so named.
+    Ordered by place, then footprint number. InputFileError when no file is so named.
     """
     files: list[Path] = []
     for path in map(Path, paths):
@@ -71,7 +70,7 @@ def find_stacks(paths: Sequence[str | PathLike[str]], min_dates: int = 1) -> lis
             grouped.setdefault((match["place"], match["n"]), {})[int(match["year"])] = file
     if not grouped:
         raise InputFileError(f"no raster named <place>_<year>_<n>.tif among {', '.join(map(str, paths))}")
-    stacks = [Stack(place, n, rasters) for (place, n), rasters in grouped.items() if len(rasters) >= min_dates]
+    stacks = [Stack(place, n, rasters) for (place, n), rasters in grouped.items()]
     return sorted(stacks, key=lambda stack: (stack.place, int(stack.footprint)))
 
 
@@ -96,9 +95,7 @@ def write_stack_pairs(
     """
     if pairs_per_stack < 1:
         raise UsageError(f"pairs per stack must be at least 1, got {pairs_per_stack}")
-    root = Path(out)
-    (root / QUERY_DIR).mkdir(parents=True, exist_ok=True)
-    (root / SATELLITE_DIR).mkdir(parents=True, exist_ok=True)
+    root = make_dataset_folders(out)
     records, homographies, sidecar = [], {}, {}
     with read_env():
         for stack in stacks:
