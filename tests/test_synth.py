@@ -12,7 +12,8 @@ from raster_factory import write_geotiff
 from smgeo_cli.data.cvogl import QUERY_DIR, SATELLITE_DIR, CVOGLDataset, load_records
 from smgeo_cli.data.drone import camera_homography, degrade
 from smgeo_cli.data.geometry import apply_homography, translation, warp_square
-from smgeo_cli.data.synth import CATEGORY_OBJECT, write_synth_dataset
+from smgeo_cli.data.pairs import CATEGORY_OBJECT
+from smgeo_cli.data.synth import write_synth_dataset
 from smgeo_cli.images import read_rgb
 
 QUERY, REF, GSD = 64, 128, 0.5

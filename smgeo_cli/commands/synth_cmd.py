@@ -64,7 +64,8 @@ def synth_command(
 
     from smgeo_cli.data.cvogl import make_dataset_folders
     from smgeo_cli.data.mine import mine_photos, mine_reference
-    from smgeo_cli.data.synth import split_counts, write_synth_dataset
+    from smgeo_cli.data.pairs import split_counts
+    from smgeo_cli.data.synth import write_synth_dataset
 
     total = sum(split_counts(n, val_frac, test_frac).values())
     make_dataset_folders(out)

@@ -26,8 +26,8 @@ pixels per working pixel) and raster areas read at the tile GSD. Tiles from
 photos are named ``<photo stem>_<x>_<y>_<side>.jpg`` (top-left and side in
 working pixels; a stem two photos share gets a digest of the photo's path,
 ``photo_labels``); query files carry the name of the photo they were cut from.
-Objects are ``OBJECT_PX`` working pixels across, so choose ``photo_scale``
-to make the objects of interest that size.
+Objects are ``pairs.OBJECT_SIZE_M`` (20-300) working pixels across, so
+choose ``photo_scale`` to make the objects of interest that size.
 
 Splits are by photo: a photo and all pairs it takes part in belong to one
 split, so held-out pairs share no photo with training ones. In a flight,
@@ -50,29 +50,24 @@ import cv2
 import numpy as np
 from rasterio.transform import Affine
 
-from smgeo_cli.data.cvogl import (
-    CATEGORY_RANDOM,
-    make_dataset_folders,
-    write_homographies,
-    write_records,
-)
+from smgeo_cli.data.cvogl import CATEGORY_RANDOM
 from smgeo_cli.data.geometry import apply_homography, interior_point, tight_box, translation
 from smgeo_cli.data.objects import find_objects
-from smgeo_cli.data.synth import (
-    CATEGORY_OBJECT,
-    MAX_OBJECT_FRACTION,
+from smgeo_cli.data.pairs import (
     MIN_VALID,
     SPLITS,
     TILE_TRIES,
     TrainingPair,
     check_pair_options,
-    ground_of,
-    read_ground,
-    save_pair,
-    snap_transform,
+    draw_object_size,
+    held_out_units,
+    nearest_object,
+    object_size_range,
+    random_mask,
     split_counts,
-    tile_name,
+    write_splits,
 )
+from smgeo_cli.data.synth import ground_of, read_ground, snap_transform, tile_name
 from smgeo_cli.defaults import DEFAULT_NEIGHBOURS
 from smgeo_cli.errors import GeoreferenceError, InputFileError, NoDataError, UsageError
 from smgeo_cli.geo.coords import GEOD
@@ -87,8 +82,6 @@ from smgeo_cli.matching.matcher import window_corners
 # A fit is strong with at least this many inliers making up at least this share of the ratio-test matches.
 MIN_INLIERS = 30
 MIN_INLIER_RATIO = 0.5
-# Object sizes (longer box side) wanted in a tile, working pixels.
-OBJECT_PX = (20.0, 300.0)
 # The query shows the object and ground around it: its side is this many times the object's longer side.
 CONTEXT = (1.5, 4.0)
 # Longest side SIFT sees of a photo, and of a raster search area.
@@ -230,22 +223,18 @@ def _place_tile(rng: np.random.Generator, link: Link, ref_size: int) -> tuple[in
     return int(np.clip(x, 0, source_w - ref_size)), int(np.clip(y, 0, source_h - ref_size))
 
 
-def _object_px(ref_size: int) -> tuple[float, float]:
-    """Object sizes (longer box side, working pixels) wanted in a tile: OBJECT_PX within what the tile can show."""
-    return OBJECT_PX[0], max(OBJECT_PX[0], min(OBJECT_PX[1], MAX_OBJECT_FRACTION * ref_size))
-
-
 def _pick_object(
     rng: np.random.Generator, link: Link, ref_size: int, to_target: Callable[[int, int], np.ndarray]
 ) -> tuple[int, int, np.ndarray | None] | None:
     """A tile position and the mask of an object in it that the target sees whole (None: no object found).
 
     Tries TILE_TRIES positions; of the regions found, takes the one nearest a
-    log-uniform size draw, so sizes spread over ``OBJECT_PX``. Returns None
-    when no position holds a tile of valid data.
+    ``draw_object_size`` draw. Returns None when no position holds a tile of
+    valid data.
     """
-    size_px = _object_px(ref_size)
-    target_px = math.exp(rng.uniform(math.log(size_px[0]), math.log(size_px[1])))
+    # Photos have no GSD: at a GSD of 1, object sizes in metres are working pixels.
+    size_px = object_size_range(1.0, ref_size)
+    target_px = draw_object_size(rng, 1.0, ref_size)
     target_size = (link.target.shape[1], link.target.shape[0])
     placed = None
     for _ in range(TILE_TRIES):
@@ -256,28 +245,11 @@ def _pick_object(
         if link.source_valid[y : y + ref_size, x : x + ref_size].mean() < MIN_VALID:
             continue
         placed = placed or corner
-        # Sizes are in working pixels: at a GSD of 1, find_objects' metres are pixels.
         tile = link.source[y : y + ref_size, x : x + ref_size]
         regions = [r for r in find_objects(tile, 1.0, size_px) if _visible(to_target(x, y), r.box_xyxy, target_size)]
         if regions:
-            sizes = np.array([max(r.box_xyxy[2] - r.box_xyxy[0], r.box_xyxy[3] - r.box_xyxy[1]) for r in regions])
-            return x, y, regions[int(np.argmin(np.abs(np.log(sizes / target_px))))].mask
+            return x, y, nearest_object(regions, target_px)
     return None if placed is None else (*placed, None)
-
-
-def _random_mask(
-    rng: np.random.Generator, ref_size: int, tile_to_target: np.ndarray, target_size: tuple[int, int]
-) -> np.ndarray | None:
-    """A rectangle of object-sized sides in the tile that the target sees whole, or None after a few draws."""
-    low, high = _object_px(ref_size)
-    for _ in range(TILE_TRIES):
-        width, height = np.exp(rng.uniform(math.log(low), math.log(high), size=2)).astype(int) + 1
-        x, y = rng.integers(0, ref_size - width + 1), rng.integers(0, ref_size - height + 1)
-        if _visible(tile_to_target, (x, y, x + width, y + height), target_size):
-            mask = np.zeros((ref_size, ref_size), dtype=bool)
-            mask[y : y + height, x : x + width] = True
-            return mask
-    return None
 
 
 def mine_pair(rng: np.random.Generator, link: Link, *, query_size: int, ref_size: int) -> TrainingPair | None:
@@ -298,9 +270,11 @@ def mine_pair(rng: np.random.Generator, link: Link, *, query_size: int, ref_size
     if picked is None:
         return None
     x, y, mask = picked
-    category = CATEGORY_OBJECT
+    category = CATEGORY
     if mask is None:
-        mask, category = _random_mask(rng, ref_size, to_target(x, y), (target_w, target_h)), CATEGORY_RANDOM
+        tile_to_target = to_target(x, y)
+        mask = random_mask(rng, ref_size, 1.0, lambda box: _visible(tile_to_target, box, (target_w, target_h)))
+        category = CATEGORY_RANDOM
         if mask is None:
             return None
     box = tight_box(mask)
@@ -320,7 +294,7 @@ def mine_pair(rng: np.random.Generator, link: Link, *, query_size: int, ref_size
     click = apply_homography(homography, interior_point(mask)[None])[0]
     tile = np.ascontiguousarray(link.source[y : y + ref_size, x : x + ref_size])
     click_xy = (float(click[0]), float(click[1]))
-    return TrainingPair(tile, query, box, click_xy, category, link.tile_name(x, y), homography)
+    return TrainingPair(tile, query, box, click_xy, category, link.tile_name(x, y), homography, link.target_name)
 
 
 def deal_photos(n_photos: int, counts: dict[str, int], rng: np.random.Generator, min_run: int) -> list[str]:
@@ -330,8 +304,7 @@ def deal_photos(n_photos: int, counts: dict[str, int], rng: np.random.Generator,
     photos of the split), and runs are in proportion to the split's pairs.
     UsageError when there are too few photos.
     """
-    total = sum(counts.values())
-    runs = {s: max(min_run, round(n_photos * counts[s] / total)) for s in ("val", "test") if counts[s]}
+    runs = held_out_units(n_photos, counts, min_run)
     held_out = sum(runs.values())
     if n_photos - held_out < (min_run if counts["train"] else 0):
         raise UsageError(
@@ -422,33 +395,15 @@ def _write(
     on_pair: Callable[[str], None] | None,
 ) -> int:
     """Write counts[split] pairs per split from its links; return how many boxes were random fallbacks."""
-    make_dataset_folders(root)
-    fallbacks = 0
-    for split in SPLITS:
-        if not counts[split]:
-            continue
-        records, homographies = [], {}
-        for index in range(counts[split]):
-            rng = np.random.default_rng((seed, zlib.crc32(split.encode()), index))
-            pair = None
-            for link in (links[split][i] for i in rng.permutation(len(links[split]))):
-                pair = mine_pair(rng, link, query_size=query_size, ref_size=ref_size)
-                if pair is not None:
-                    break
-            if pair is None:
-                raise NoDataError(
-                    f"no {split} image pair overlaps enough to cut a {ref_size} px tile; lower --ref-size"
-                )
-            fallbacks += pair.category == CATEGORY_RANDOM
-            query_name = f"{name}_{split}_{index:06d}_{link.target_name}.jpg"
-            category = CATEGORY if pair.category == CATEGORY_OBJECT else pair.category
-            records.append(save_pair(root, index, query_name, pair, category))
-            homographies[query_name] = pair.homography
-            if on_pair is not None:
-                on_pair(split)
-        write_records(root, name, split, records)
-        write_homographies(root, name, split, homographies)
-    return fallbacks
+
+    def make_pair(rng: np.random.Generator, split: str) -> TrainingPair:
+        for link in (links[split][i] for i in rng.permutation(len(links[split]))):
+            pair = mine_pair(rng, link, query_size=query_size, ref_size=ref_size)
+            if pair is not None:
+                return pair
+        raise NoDataError(f"no {split} image pair overlaps enough to cut a {ref_size} px tile; lower --ref-size")
+
+    return write_splits(root, name, counts, seed, make_pair, on_pair)
 
 
 def _check_options(
@@ -458,7 +413,7 @@ def _check_options(
     if not photo_scale > 0:
         raise UsageError(f"--photo-scale must be positive photo pixels per tile pixel, got {photo_scale}")
     if not photos:
-        raise UsageError("--mine needs photos")
+        raise UsageError("mining needs photos")
 
 
 def _no_fit(split: str, tried: int, hint: str) -> NoDataError:
@@ -498,7 +453,7 @@ def mine_photos(
     if neighbours < 0:
         raise UsageError(f"--neighbours must be 0 (every pair) or more, got {neighbours}")
     if len(photos) < 2:
-        raise UsageError(f"--mine needs at least 2 overlapping photos, got {len(photos)}")
+        raise UsageError(f"mining needs at least 2 overlapping photos, got {len(photos)}")
     counts = split_counts(n, val_frac, test_frac)
     splits = deal_photos(len(photos), counts, np.random.default_rng((seed, 0)), min_run=2)
     pixels = _photo_cache(photo_scale)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from os import PathLike
@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from smgeo_cli.data.cvogl import make_dataset_folders, write_homographies, write_records
-from smgeo_cli.data.synth import Block, ground_of, render_pair, save_pair
+from smgeo_cli.data.cvogl import make_dataset_folders
+from smgeo_cli.data.pairs import TrainingPair, write_split
+from smgeo_cli.data.synth import Block, ground_of, render_pair
 from smgeo_cli.errors import InputFileError, UsageError
 from smgeo_cli.geo.raster import open_reference, read_env
 from smgeo_cli.io import write_text_atomic
@@ -95,41 +96,51 @@ def write_stack_pairs(
     """
     if pairs_per_stack < 1:
         raise UsageError(f"pairs per stack must be at least 1, got {pairs_per_stack}")
-    root = make_dataset_folders(out)
-    records, homographies, sidecar = [], {}, {}
-    with read_env():
-        for stack in stacks:
-            if len(stack.years) < 2 and not same_date:
-                continue
-            for k in range(pairs_per_stack):
-                rng = np.random.default_rng((seed, zlib.crc32(f"{stack.place}/{stack.footprint}".encode()), k))
-                ref_year = int(rng.choice(stack.years))
-                others = [year for year in stack.years if year != ref_year]
-                query_year = ref_year if same_date else int(rng.choice(others))
-                with ExitStack() as opened:
-                    reference = opened.enter_context(open_reference(stack.rasters[ref_year]))
-                    source = opened.enter_context(open_reference(stack.rasters[query_year]))
-                    ground = ground_of([reference, source], None)
-                    block_px = int(round((ground.bounds[2] - ground.bounds[0]) / ground.units_per_px[0]))
-                    block = Block(ground, ground.bounds[0], ground.bounds[3])
-                    pair = render_pair(
-                        rng, block, reference, source,
-                        query_size=query_size, ref_size=block_px - 2 * MARGIN_PX, block_px=block_px,
-                    )
-                stem = f"{stack.place}_{stack.footprint}"
-                pair = replace(pair, sat_name=f"{stem}_{ref_year}.jpg")
-                query_name = f"{stem}_{query_year}_to_{ref_year}_{k}.jpg"
-                records.append(save_pair(root, len(records), query_name, pair))
-                homographies[query_name] = pair.homography
-                sidecar[query_name] = {"place": stack.place, "query_year": query_year, "ref_year": ref_year}
-                if on_pair is not None:
-                    on_pair()
-    if not records:
+    if not any(same_date or len(stack.years) >= 2 for stack in stacks):
         raise UsageError("no stack has two dates to pair; give more years, or same_date=True")
-    write_records(root, name, split, records)
-    write_homographies(root, name, split, homographies)
+    root = make_dataset_folders(out)
+    sidecar: dict[str, dict] = {}
+    with read_env():
+        pairs = _stack_pairs(stacks, pairs_per_stack, same_date, seed, query_size, sidecar, on_pair)
+        records = write_split(root, name, split, pairs)
     write_text_atomic(root / f"{name}_{split}{SIDECAR_SUFFIX}", json.dumps(sidecar, indent=1))
     return len(records)
+
+
+def _stack_pairs(
+    stacks: Sequence[Stack],
+    pairs_per_stack: int,
+    same_date: bool,
+    seed: int,
+    query_size: int,
+    sidecar: dict[str, dict],
+    on_pair: Callable[[], None] | None,
+) -> Iterator[tuple[str, TrainingPair]]:
+    """Each stack's pairs with their query file names; each pair's place and years go into sidecar."""
+    for stack in stacks:
+        if len(stack.years) < 2 and not same_date:
+            continue
+        for k in range(pairs_per_stack):
+            rng = np.random.default_rng((seed, zlib.crc32(f"{stack.place}/{stack.footprint}".encode()), k))
+            ref_year = int(rng.choice(stack.years))
+            others = [year for year in stack.years if year != ref_year]
+            query_year = ref_year if same_date else int(rng.choice(others))
+            with ExitStack() as opened:
+                reference = opened.enter_context(open_reference(stack.rasters[ref_year]))
+                source = opened.enter_context(open_reference(stack.rasters[query_year]))
+                ground = ground_of([reference, source], None)
+                block_px = int(round((ground.bounds[2] - ground.bounds[0]) / ground.units_per_px[0]))
+                block = Block(ground, ground.bounds[0], ground.bounds[3])
+                pair = render_pair(
+                    rng, block, reference, source,
+                    query_size=query_size, ref_size=block_px - 2 * MARGIN_PX, block_px=block_px,
+                )
+            stem = f"{stack.place}_{stack.footprint}"
+            query_name = f"{stem}_{query_year}_to_{ref_year}_{k}.jpg"
+            sidecar[query_name] = {"place": stack.place, "query_year": query_year, "ref_year": ref_year}
+            yield query_name, replace(pair, sat_name=f"{stem}_{ref_year}.jpg")
+            if on_pair is not None:
+                on_pair()
 
 
 def read_stack_sidecar(root: str | PathLike[str], name: str, split: str) -> dict[str, dict]:

@@ -23,7 +23,6 @@ else in the local UTM zone.
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -32,41 +31,35 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
-from smgeo_cli.data.cvogl import (
-    CATEGORY_RANDOM,
-    QUERY_DIR,
-    SATELLITE_DIR,
-    CVOGLRecord,
-    make_dataset_folders,
-    satellite_name,
-    write_homographies,
-    write_records,
-)
+from smgeo_cli.data.cvogl import CATEGORY_RANDOM, satellite_name
 from smgeo_cli.data.drone import degrade as degrade_view
 from smgeo_cli.data.drone import sample_view
 from smgeo_cli.data.geometry import apply_homography, interior_point, local_scale, tight_box, translation, warp_square
 from smgeo_cli.data.objects import find_objects
+from smgeo_cli.data.pairs import (
+    CATEGORY_OBJECT,
+    MIN_VALID,
+    SPLITS,
+    TILE_TRIES,
+    TrainingPair,
+    check_pair_options,
+    draw_object_size,
+    held_out_units,
+    nearest_object,
+    object_size_range,
+    random_mask,
+    split_counts,
+    write_splits,
+)
 from smgeo_cli.defaults import DEFAULT_SYNTH_GSD_M
 from smgeo_cli.errors import GeoreferenceError, NoDataError, UsageError
 from smgeo_cli.geo.coords import LONLAT, transformer
 from smgeo_cli.geo.raster import ReferenceRaster, open_reference, read_env, read_window
 
-SPLITS = ("train", "val", "test")
 DEFAULT_GSD_M = DEFAULT_SYNTH_GSD_M
-OBJECT_SIZE_M = (20.0, 300.0)
-# Objects are at least this many tile pixels across, however coarse the imagery.
-MIN_OBJECT_PX = 12
-# Objects also span at most this fraction of the tile, so there is ground around them.
-MAX_OBJECT_FRACTION = 0.6
-# Tile positions tried per pair before falling back to a random box.
-TILE_TRIES = 6
-# Fraction of a tile that must hold data.
-MIN_VALID = 0.98
-CATEGORY_OBJECT = "object"
 
 
 @dataclass(frozen=True)
@@ -219,12 +212,6 @@ def snap_transform(transform: Affine, raster: ReferenceRaster) -> Affine:
     return Affine(transform.a, 0.0, raster.transform.c + col * step_x, 0.0, transform.e, raster.transform.f + row * step_y)
 
 
-def _size_range_m(gsd_m: float, ref_size: int) -> tuple[float, float]:
-    """Object sizes (longer box side, metres) wanted in a tile: OBJECT_SIZE_M within what the tile can show."""
-    low = max(OBJECT_SIZE_M[0], MIN_OBJECT_PX * gsd_m)
-    return low, max(low, min(OBJECT_SIZE_M[1], MAX_OBJECT_FRACTION * ref_size * gsd_m))
-
-
 def _whole_pixels(
     raster: ReferenceRaster, transform: Affine, box: tuple[float, float, float, float]
 ) -> tuple[float, float, float, float]:
@@ -248,13 +235,11 @@ def _find_tile(
 
     Tries TILE_TRIES positions for an object; a position whose tile lacks data
     is not counted, up to 4 * TILE_TRIES positions in all. Of the regions
-    found, the one whose size is nearest a log-uniform draw from the size
-    range is taken, so sizes spread over the range rather than crowding at
-    its small end, where regions are most numerous.
+    found, the one nearest a ``draw_object_size`` draw is taken.
     """
     ground = block.ground
-    size_m = _size_range_m(ground.gsd_m, ref_size)
-    target_px = np.exp(rng.uniform(np.log(size_m[0]), np.log(size_m[1]))) / ground.gsd_m
+    size_m = object_size_range(ground.gsd_m, ref_size)
+    target_px = draw_object_size(rng, ground.gsd_m, ref_size)
     found = None
     searched = 0
     for _ in range(4 * TILE_TRIES):
@@ -270,39 +255,13 @@ def _find_tile(
         found = transform, tile
         regions = find_objects(tile, ground.gsd_m, size_m)
         if regions:
-            sizes = np.array([max(r.box_xyxy[2] - r.box_xyxy[0], r.box_xyxy[3] - r.box_xyxy[1]) for r in regions])
-            return transform, tile, regions[int(np.argmin(np.abs(np.log(sizes / target_px))))].mask
+            return transform, tile, nearest_object(regions, target_px)
         searched += 1
         if searched == TILE_TRIES:
             break
     if found is None:
         raise NoDataError(f"reference raster {reference.path} has no data around {block.left:.2f}, {block.top:.2f}")
     return found[0], found[1], None
-
-
-@dataclass(frozen=True)
-class TrainingPair:
-    """A rendered or mined pair: tile (R, R, 3) and query (Q, Q, 3) uint8; box (x1, y1, x2, y2) in tile
-    pixels; click (x, y) in query pixels; category; the tile's file name; homography (3, 3) from tile to
-    query pixels."""
-
-    tile: np.ndarray
-    query: np.ndarray
-    box: tuple[float, float, float, float]
-    click: tuple[float, float]
-    category: str
-    sat_name: str
-    homography: np.ndarray
-
-
-def _random_mask(rng: np.random.Generator, ref_size: int, gsd_m: float) -> np.ndarray:
-    """A rectangle with sides log-uniform in the tile's object size range, anywhere in the tile."""
-    low, high = _size_range_m(gsd_m, ref_size)
-    width, height = (np.exp(rng.uniform(np.log(low), np.log(high), size=2)) / gsd_m).astype(int) + 1
-    x, y = rng.integers(0, ref_size - width + 1), rng.integers(0, ref_size - height + 1)
-    mask = np.zeros((ref_size, ref_size), dtype=bool)
-    mask[y : y + height, x : x + width] = True
-    return mask
 
 
 def render_pair(
@@ -327,7 +286,7 @@ def render_pair(
     transform, tile, mask = _find_tile(rng, block, reference, ref_size, block_px)
     category = CATEGORY_OBJECT
     if mask is None:
-        mask, category = _random_mask(rng, ref_size, block.ground.gsd_m), CATEGORY_RANDOM
+        mask, category = random_mask(rng, ref_size, block.ground.gsd_m), CATEGORY_RANDOM
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     # Contour points are pixel centres; + 0.5 puts them in pixel-edge coordinates.
     outline = np.concatenate(contours).reshape(-1, 2).astype(np.float64) + 0.5
@@ -352,40 +311,6 @@ def render_pair(
     return TrainingPair(tile, query, tight_box(mask), (float(click[0]), float(click[1])), category, name, homography)
 
 
-def check_pair_options(n: int, val_frac: float, test_frac: float, gsd_m: float | None = None) -> None:
-    """UsageError unless n >= 1, the fractions are in [0, 1] summing to at most 1 and gsd_m (if given) > 0.
-
-    A sum of 1 leaves no training pairs: ``--test-frac 1`` writes a held-out
-    test set from imagery kept out of training.
-    """
-    if n < 1:
-        raise UsageError(f"--n must be at least 1, got {n}")
-    if not (0.0 <= val_frac <= 1.0 and 0.0 <= test_frac <= 1.0 and val_frac + test_frac <= 1.0):
-        raise UsageError(f"--val-frac {val_frac} and --test-frac {test_frac} must be in [0, 1] and sum to at most 1")
-    if gsd_m is not None and gsd_m <= 0:
-        raise UsageError(f"--gsd must be positive metres per pixel, got {gsd_m}")
-
-
-def save_pair(root: Path, index: int, query_name: str, pair: TrainingPair, category: str | None = None) -> CVOGLRecord:
-    """Write the pair's tile and query images under root (CVOGL layout); return its record."""
-    Image.fromarray(pair.tile).save(root / SATELLITE_DIR / pair.sat_name, quality=95)
-    Image.fromarray(pair.query).save(root / QUERY_DIR / query_name, quality=95)
-    return CVOGLRecord(index, query_name, pair.sat_name, pair.click, pair.box, category or pair.category)
-
-
-def split_counts(n: int, val_frac: float, test_frac: float) -> dict[str, int]:
-    """Pairs per split: val and test get their rounded fractions of n, train the rest.
-
-    UsageError unless both fractions lie in [0, 1] and add up to at most 1.
-    """
-    if not (0.0 <= val_frac <= 1.0 and 0.0 <= test_frac <= 1.0 and val_frac + test_frac <= 1.0):
-        raise UsageError(
-            f"--val-frac and --test-frac must be fractions in [0, 1] adding up to at most 1, got {val_frac} and {test_frac}"
-        )
-    val, test = round(n * val_frac), round(n * test_frac)
-    return {"train": n - val - test, "val": val, "test": test}
-
-
 def deal_blocks(
     blocks: list[Block], counts: dict[str, int], rng: np.random.Generator, block_m: float
 ) -> dict[str, list[Block]]:
@@ -395,13 +320,10 @@ def deal_blocks(
     UsageError (naming the block side, block_m metres) when there are too few.
     """
     order = [blocks[i] for i in rng.permutation(len(blocks))]
-    total = sum(counts.values())
     dealt: dict[str, list[Block]] = {}
     start = 0
-    for split in ("val", "test"):
-        if counts[split]:
-            take = max(1, round(len(blocks) * counts[split] / total))
-            dealt[split], start = order[start : start + take], start + take
+    for split, take in held_out_units(len(blocks), counts, minimum=1).items():
+        dealt[split], start = order[start : start + take], start + take
     if counts["train"]:
         dealt["train"] = order[start:]
     if not all(dealt.values()):
@@ -440,7 +362,6 @@ def write_synth_dataset(
         raise UsageError(f"block_tiles must be at least 1, got {block_tiles}")
     counts = split_counts(n, val_frac, test_frac)
     block_px = math.ceil(block_tiles * ref_size)
-    root = Path(out)
     with read_env(), ExitStack() as stack:
         opened = [stack.enter_context(open_reference(path)) for path in rasters]
         grounds = [ground_of(group, gsd_m) for group in group_by_ground(opened)]
@@ -452,31 +373,21 @@ def write_synth_dataset(
         blocks = list(cells.values())
         block_m = max(block_tiles * ref_size * g.gsd_m for g in grounds)
         dealt = deal_blocks(blocks, counts, np.random.default_rng((seed, 0)), block_m)
-        make_dataset_folders(root)
-        fallbacks = 0
         tile_sources: dict[str, Path] = {}
-        for split, split_blocks in dealt.items():
-            records, homographies = [], {}
-            for index in range(counts[split]):
-                rng = np.random.default_rng((seed, zlib.crc32(split.encode()), index))
-                block = split_blocks[int(rng.integers(len(split_blocks)))]
-                dates = block.ground.rasters
-                pick = rng.choice(len(dates), size=min(2, len(dates)), replace=False)
-                reference, source = dates[pick[0]], dates[pick[-1]]
-                # Dates of one place share tile names, so a name stays with the raster that drew it first.
-                while True:
-                    pair = render_pair(
-                        rng, block, reference, source,
-                        query_size=query_size, ref_size=ref_size, block_px=block_px, degrade=degrade,
-                    )
-                    if tile_sources.setdefault(pair.sat_name, reference.path) == reference.path:
-                        break
-                fallbacks += pair.category == CATEGORY_RANDOM
-                query_name = f"{name}_{split}_{index:06d}.jpg"
-                records.append(save_pair(root, index, query_name, pair))
-                homographies[query_name] = pair.homography
-                if on_pair is not None:
-                    on_pair(split)
-            write_records(root, name, split, records)
-            write_homographies(root, name, split, homographies)
+
+        def make_pair(rng: np.random.Generator, split: str) -> TrainingPair:
+            block = dealt[split][int(rng.integers(len(dealt[split])))]
+            dates = block.ground.rasters
+            pick = rng.choice(len(dates), size=min(2, len(dates)), replace=False)
+            reference, source = dates[pick[0]], dates[pick[-1]]
+            # Dates of one place share tile names, so a name stays with the raster that drew it first.
+            while True:
+                pair = render_pair(
+                    rng, block, reference, source,
+                    query_size=query_size, ref_size=ref_size, block_px=block_px, degrade=degrade,
+                )
+                if tile_sources.setdefault(pair.sat_name, reference.path) == reference.path:
+                    return pair
+
+        fallbacks = write_splits(Path(out), name, counts, seed, make_pair, on_pair)
     return SynthSummary(counts, fallbacks)
