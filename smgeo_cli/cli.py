@@ -22,7 +22,7 @@ from types import FrameType
 import typer
 
 from smgeo_cli import __version__
-from smgeo_cli.commands import batch_cmd, eval_cmd, info_cmd, locate_cmd, synth_cmd, toy_cmd, train_cmd
+from smgeo_cli.commands import batch_cmd, eval_cmd, info_cmd, locate_cmd, mine_cmd, synth_cmd, toy_cmd, train_cmd
 from smgeo_cli.errors import (
     INTERNAL_ERROR_EXIT,
     INTERRUPTED_EXIT,
@@ -45,7 +45,7 @@ app = typer.Typer(
     # Click's plain help: Rich's would import its Markdown renderer, a third of the time `--help` takes.
     rich_markup_mode=None,
 )
-for module in (locate_cmd, batch_cmd, train_cmd, eval_cmd, info_cmd, toy_cmd, synth_cmd):
+for module in (locate_cmd, batch_cmd, train_cmd, eval_cmd, info_cmd, toy_cmd, synth_cmd, mine_cmd):
     module.register(app)
 
 

@@ -261,7 +261,7 @@ import sys
 from smgeo_cli.cli import app
 entry = sorted(m for m in {heavy!r} if m in sys.modules)
 for args in (["--help"], ["locate", "--help"], ["batch", "--help"], ["train", "--help"], ["eval", "--help"],
-             ["synth", "--help"], ["toy-data", "--help"], ["info", "--help"],
+             ["synth", "--help"], ["mine", "--help"], ["toy-data", "--help"], ["info", "--help"],
              ["locate", "p.jpg", "--click", "1", "--ref", "r.tif"], ["batch", "d", "--ref", "r", "-o", "o.x"],
              ["train", "d", "--out", "o", "--lr", "nan"]):
     try:

@@ -179,15 +179,31 @@ def test_photos_pair_with_their_nearest_shots_in_order_or_by_gps(tmp_path):
     assert photo_positions(paths).tolist() == [[0.0], [1.0], [2.0]]
 
 
+CLI_ARGS = ["--val-frac", "0", "--test-frac", "0", "--ref-size", str(REF), "--query-size", str(QUERY), "-q"]
+
+
 def test_cli_matches_each_photo_with_its_neighbours_only(tmp_path, monkeypatch, capsys):
-    args = ["--n", "2", "--val-frac", "0", "--test-frac", "0", "--ref-size", str(REF), "--query-size", str(QUERY), "-q"]
-    code, out, _ = run_cli(monkeypatch, capsys, "synth", "--mine", *PHOTOS, "--out", tmp_path / "a", *args)
+    args = ["--n", "2", *CLI_ARGS]
+    code, out, _ = run_cli(monkeypatch, capsys, "mine", *PHOTOS, "--out", tmp_path / "a", *args)
     assert code == 0 and "3 image pairs tried" in out
     one_each_side = ["--neighbours", "1", "--out", tmp_path / "b"]
-    code, out, _ = run_cli(monkeypatch, capsys, "synth", "--mine", *PHOTOS, *one_each_side, *args)
+    code, out, _ = run_cli(monkeypatch, capsys, "mine", *PHOTOS, *one_each_side, *args)
     assert code == 0 and "2 image pairs tried" in out  # first-second and second-third: the ends are not tried
-    code, _, err = run_cli(monkeypatch, capsys, "synth", *PHOTOS, "--neighbours", "1", "--out", tmp_path / "c", *args)
-    assert code == 2 and "--neighbours goes with --mine" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["mine", "--neighbours", "1", "--ref", "ortho.tif"], "--neighbours goes with photos alone"),
+        (["mine", "--gsd", "0.1"], "--gsd sets the tile GSD of --ref"),
+        (["synth", "--neighbours", "1"], "options of `smgeo mine`"),
+        (["synth", "--photo-scale", "2"], "options of `smgeo mine`"),
+    ],
+)
+def test_mining_options_out_of_place_are_usage_errors(tmp_path, monkeypatch, capsys, args, words):
+    code, _, err = run_cli(monkeypatch, capsys, *args, *PHOTOS, "--out", tmp_path / "out", "--n", "2", *CLI_ARGS)
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # refused before any folder is made
 
 
 def test_reference_raster_mode_names_tiles_by_ground_and_splits_by_photo(tmp_path):
@@ -214,13 +230,19 @@ def test_reference_raster_mode_names_tiles_by_ground_and_splits_by_photo(tmp_pat
 
 
 def test_cli_mines_pairs_and_reports_fits(tmp_path, monkeypatch, capsys):
-    code, out, _ = run_cli(
-        monkeypatch, capsys, "synth", "--mine", *PHOTOS[:2], "--out", tmp_path / "out", "--n", "2",
-        "--val-frac", "0", "--test-frac", "0", "--ref-size", str(REF), "--query-size", str(QUERY), "-q",
-    )
-    assert code == 0
+    code, out, err = run_cli(monkeypatch, capsys, "mine", *PHOTOS[:2], "--out", tmp_path / "out", "--n", "2", *CLI_ARGS)
+    assert code == 0 and not err
     assert "train: 2 pairs" in out and "1 image pairs tried, 0 rejected" in out
     assert len(load_records(tmp_path / "out", "train")) == 2
+
+
+def test_synth_mine_still_mines_the_same_pairs_with_a_deprecation_note(tmp_path, monkeypatch, capsys):
+    args = [*PHOTOS[:2], "--n", "2", *CLI_ARGS]
+    code, out, err = run_cli(monkeypatch, capsys, "synth", "--mine", *args, "--out", tmp_path / "old")
+    assert code == 0 and "1 image pairs tried, 0 rejected" in out
+    assert len(err.strip().splitlines()) == 1 and "synth --mine is now `smgeo mine`" in err
+    assert run_cli(monkeypatch, capsys, "mine", *args, "--out", tmp_path / "new")[0] == 0
+    assert _read_dataset(tmp_path / "old") == _read_dataset(tmp_path / "new")
 
 
 def test_photos_that_do_not_overlap_fail_with_one_line(tmp_path, monkeypatch, capsys):
@@ -229,7 +251,7 @@ def test_photos_that_do_not_overlap_fail_with_one_line(tmp_path, monkeypatch, ca
     cv2.imwrite(str(left), cv2.cvtColor(photo[:, :160], cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(right), cv2.cvtColor(photo[:, -160:], cv2.COLOR_RGB2BGR))
     code, _, err = run_cli(
-        monkeypatch, capsys, "synth", "--mine", left, right, "--out", tmp_path / "out", "--n", "2",
+        monkeypatch, capsys, "mine", left, right, "--out", tmp_path / "out", "--n", "2",
         "--val-frac", "0", "--test-frac", "0", "--ref-size", "128", "--query-size", "32", "-q",
     )
     assert code == 6
@@ -238,9 +260,9 @@ def test_photos_that_do_not_overlap_fail_with_one_line(tmp_path, monkeypatch, ca
 
 def test_one_photo_or_an_unreadable_one_is_a_usage_or_input_error(tmp_path, monkeypatch, capsys):
     args = ["--out", tmp_path / "out", "--n", "2", "--val-frac", "0", "--test-frac", "0", "-q"]
-    code, _, err = run_cli(monkeypatch, capsys, "synth", "--mine", PHOTOS[0], *args)
+    code, _, err = run_cli(monkeypatch, capsys, "mine", PHOTOS[0], *args)
     assert code == 2 and "at least 2" in err
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not a jpeg")
-    code, _, err = run_cli(monkeypatch, capsys, "synth", "--mine", PHOTOS[0], broken, *args)
+    code, _, err = run_cli(monkeypatch, capsys, "mine", PHOTOS[0], broken, *args)
     assert code == 3 and "broken.jpg" in err and len(err.strip().splitlines()) == 1

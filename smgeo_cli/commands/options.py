@@ -13,7 +13,9 @@ from smgeo_cli.defaults import (
     DEFAULT_FEATURES,
     DEFAULT_HEADINGS,
     DEFAULT_MAX_TILES,
+    DEFAULT_NEIGHBOURS,
     DEFAULT_SEARCH_RADIUS_M,
+    DEFAULT_SYNTH_GSD_M,
     FEATURE_CHOICES,
 )
 from smgeo_cli.device import DEVICE_CHOICES
@@ -137,4 +139,39 @@ MaxTilesOption = typer.Option(
     "--max-tiles",
     min=1,
     help="Refuse a search that needs more tiles than this (too fine a --gsd or too large an area).",
+)
+
+# Options of the commands that write training pairs (synth, mine).
+PairsOutOption = typer.Option(..., "--out", help="Folder to write the pairs to (CVOGL layout).")
+PairCountOption = typer.Option(..., "--n", min=1, help="Number of pairs, all splits together.")
+ValFracOption = typer.Option(
+    0.1, "--val-frac", parser=number(0.0, 1.0), help="Fraction of pairs for validation (ground or photos kept apart)."
+)
+TestFracOption = typer.Option(
+    0.1, "--test-frac", parser=number(0.0, 1.0), help="Fraction of pairs for testing (ground or photos kept apart)."
+)
+SeedOption = typer.Option(0, "--seed", help="Same seed and inputs, same pairs.")
+QuerySizeOption = typer.Option(256, "--query-size", min=32, help="Drone view side, pixels.")
+RefSizeOption = typer.Option(1024, "--ref-size", min=64, help="Reference tile side, pixels.")
+TileGsdOption = typer.Option(
+    None,
+    "--gsd",
+    parser=number(0.0, low_open=True),
+    help=f"Reference tile metres per pixel of a raster (default {DEFAULT_SYNTH_GSD_M}, or the raster's if coarser).",
+)
+# Mining pairs from photos.
+MineRefOption = typer.Option(None, "--ref", help="Georeferenced raster to match the photos against (tiles come from it).")
+PhotoScaleOption = typer.Option(
+    None,
+    "--photo-scale",
+    parser=number(0.0, low_open=True),
+    help="Photo pixels per tile pixel; objects are 20-300 tile px (default 1).",
+)
+NeighboursOption = typer.Option(
+    None,
+    "--neighbours",
+    min=0,
+    help=f"Photos alone (no --ref): match each photo with its K nearest, by GPS, else by order (default "
+    f"{DEFAULT_NEIGHBOURS}; 0: every pair).",
+    metavar="K",
 )
