@@ -12,7 +12,7 @@ DEFAULT_SEARCH_RADIUS_M = 500.0
 DEFAULT_MAX_TILES = 4000
 # Reference tile metres per pixel of `smgeo synth` (a coarser raster keeps its own).
 DEFAULT_SYNTH_GSD_M = 0.5
-# `smgeo synth --mine` matches each photo with this many nearest photos.
+# `smgeo mine` matches each photo with this many nearest photos.
 DEFAULT_NEIGHBOURS = 10
 # The matcher's features (`--features`): one kind, or kinds tried in turn ("+"). SIFT first: where it
 # fits it is right, and it costs a fraction of the learned features' time (benchmarks/README.md).

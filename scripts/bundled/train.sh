@@ -32,7 +32,7 @@ smgeo synth "$WORK"/dubai/dubai_tile[78]_*.tif "$SHARED/train-imagery/zurich/det
 smgeo synth "$SHARED"/imagery/naip_multidate/*.tif --out "$WORK/heldout_naip" --n 100 \
     --val-frac 0 --test-frac 1 --ref-size 128 --query-size 128 --seed 7 --quiet
 # Real photo-to-photo pairs mined from the Brighton Beach flight (never trained on).
-smgeo synth --mine "$SHARED"/train-imagery/brighton_beach_drone_nadir/*.JPG --out "$WORK/mined" --n 100 \
+smgeo mine "$SHARED"/train-imagery/brighton_beach_drone_nadir/*.JPG --out "$WORK/mined" --n 100 \
     --val-frac 0 --test-frac 1 --photo-scale 4 --ref-size 256 --query-size 128 --seed 3 --quiet
 
 # The GPU machine took at most 64 MiB of files, so the pairs went there with
