@@ -22,3 +22,5 @@ DEFAULT_FEATURES = "sift+xfeat"
 # LighterGlue still matches a view turned up to about 45 degrees from north; 8 headings found 2 points
 # more objects across years at twice the cost (benchmarks/README.md), so 4 is the default.
 DEFAULT_HEADINGS = 4
+# How `smgeo train --teacher` learns from XFeat (smgeo_cli/train/teacher.py); "none" trains without it.
+TEACHER_ROUTES = ("none", "distil", "match")

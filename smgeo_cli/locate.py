@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from smgeo_cli.data.transforms import image_to_tensor, resize_with_points
+from smgeo_cli.data.transforms import image_to_tensor, resize_with_points, turn_with_points
 from smgeo_cli.defaults import DEFAULT_MAX_TILES, DEFAULT_SEARCH_RADIUS_M
 from smgeo_cli.errors import InputFileError, NoDataError, UsageError
 from smgeo_cli.geo.exif import photo_hints, read_photo_pose
@@ -130,11 +130,16 @@ class SMGeoDetector:
     ) -> torch.Tensor:
         """(1, D) query vector of the photo resized to ``query_size`` square, the click scaled with it.
 
-        The network takes the photo as it is: it learnt views at every
-        heading and scale, so ``heading_deg`` and ``zoom`` are not used.
+        With ``heading_deg`` the photo is first turned north-up, as the tiles
+        are: the network learnt views at every heading, yet finds more objects
+        in views that face the tile's way (benchmarks/README.md). ``zoom`` is
+        not used: it learnt every scale.
         """
         size = self.model.config.query_size
-        image, click = resize_with_points(photo_rgb, size, np.asarray(click_xy, dtype=np.float64))
+        image, click = photo_rgb, np.asarray(click_xy, dtype=np.float64)
+        if heading_deg is not None:
+            image, click = turn_with_points(image, heading_deg, click)
+        image, click = resize_with_points(image, size, click)
         query = image_to_tensor(image)[None].to(self.device)
         click_t = torch.as_tensor(click, dtype=torch.float32, device=self.device)[None]
         vector = self.model.encode_query(query, click_t)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from smgeo_cli.data.cvogl import CVOGLDataset, CVOGLRecord, find_annotation, load_records, write_records
-from smgeo_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD, augment_reference, image_to_tensor
+from smgeo_cli.data.transforms import IMAGENET_MEAN, IMAGENET_STD, augment_reference, image_to_tensor, turn_with_points
 from smgeo_cli.errors import InputFileError
 from smgeo_cli.images import read_rgb
 
@@ -106,6 +106,22 @@ def test_augmented_box_and_point_map_stay_on_the_object(width, height):
         boxes.add(tuple(np.round(box, 1)))
     assert len(boxes) > 10  # flips, turns and crops really happened
     assert 0 < greys < 20
+
+
+@pytest.mark.parametrize("turn", [90.0, 217.0])
+def test_turning_a_photo_keeps_the_click_on_its_spot_and_leaves_no_empty_corners(turn):
+    # A 4:3 photo with one red square: after the turn the mapped click lands on it.
+    photo = np.full((300, 400, 3), 90, np.uint8)
+    photo[:150, :, 1] = 180  # the top half green, so a wrong turn direction shows
+    photo[40:60, 300:320] = (255, 0, 0)
+    turned, click = turn_with_points(photo, turn, np.array([310.0, 50.0]))
+    assert turned.shape == (400, 400, 3)
+    x, y = np.rint(click).astype(int)
+    assert tuple(turned[y, x]) == (255, 0, 0)
+    # Clockwise: a quarter turn takes the photo's top to the right; corners are mirrored photo, not black.
+    if turn == 90.0:
+        assert turned[200, 380, 1] == 180 and turned[200, 20, 1] == 90
+    assert turned.reshape(-1, 3).max(axis=1).min() > 0
 
 
 def test_training_items_are_augmented_reproducibly_per_epoch(tmp_path):

@@ -293,3 +293,17 @@ def test_module_entry_point_prints_no_traceback(tmp_path, weights):
     done = subprocess.run([sys.executable, "-m", "smgeo_cli", *map(str, args)], capture_output=True, text=True)
     assert done.returncode == 3
     assert done.stdout == "" and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_the_model_sees_a_photo_whose_heading_is_known_turned_north_up(weights):
+    import torch
+
+    from smgeo_cli.data.transforms import turn_with_points
+    from smgeo_cli.model.weights import load_model
+
+    detector = locate_module.SMGeoDetector(load_model(weights))
+    photo = np.random.default_rng(5).integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    facing_east = detector.encode_query(photo, (30.0, 20.0), heading_deg=90.0)
+    turned, click = turn_with_points(photo, 90.0, np.array([30.0, 20.0]))
+    assert torch.allclose(facing_east, detector.encode_query(turned, tuple(click)))
+    assert not torch.allclose(facing_east, detector.encode_query(photo, (30.0, 20.0)))

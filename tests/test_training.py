@@ -343,3 +343,25 @@ def test_a_second_training_run_into_the_same_folder_is_refused(toy_root, tiny_co
     with output_lock(out / "train"):
         result = run_smgeo("train", str(toy_root), "--config", str(tiny_config_file), "--out", str(out), "-q")
     assert result.returncode == 2 and "being written by another smgeo run" in result.stderr
+
+
+def test_a_run_distilled_from_the_teacher_writes_the_models_weights_alone_and_resumes(toy_root, tiny_config_file, tmp_path):
+    out = tmp_path / "run"
+    common = ["train", str(toy_root), "--config", str(tiny_config_file), "--out", str(out), "--batch-size", "8",
+              "--workers", "0", "-q", "--teacher", "distil"]
+    first = run_smgeo(*common, "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    # The teacher is never needed to use the weights: they hold what a run without one writes.
+    written = load_model(out / "last").state_dict().keys()
+    assert written == SMGeo(SMGeoConfig.load(tiny_config_file)).state_dict().keys()
+    history = json.loads((out / "history.jsonl").read_text().splitlines()[0])
+    assert 0 < history["train"]["distil"] < 2  # a cosine distance
+
+    resumed = run_smgeo(*common, "--epochs", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    state = torch.load(out / "last" / "train_state.pt", weights_only=True)
+    assert set(state["teacher"]) == {"projection.weight", "projection.bias"}
+    for other in ("match", "none"):
+        wrong = run_smgeo(*common[:-1], other, "--epochs", "3", "--resume")
+        assert wrong.returncode != 0 and "Traceback" not in wrong.stderr, wrong.stderr
+        assert f"--teacher {other}" in wrong.stderr

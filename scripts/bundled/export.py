@@ -21,7 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     model = load_model(args.weights)
     model.config = model.config.replace(name=args.out.name)
-    save_weights(model, args.out, half=True, metadata={"made_by": "scripts/bundled/train.sh"})
+    save_weights(model, args.out, half=True, metadata={"made_by": "scripts/bundled/train.sh, then finetune.sh"})
     size_mb = (args.out / "model.safetensors").stat().st_size / 1e6
     print(f"{args.out}: {model.config.name}, {size_mb:.1f} MB fp16")
 

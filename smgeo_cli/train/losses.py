@@ -37,30 +37,46 @@ def _cell_centres(cells: int, stride: int, device: torch.device) -> torch.Tensor
     return torch.stack([x.flatten(), y.flatten(), torch.ones_like(x.flatten())], dim=1)
 
 
-def _matching_loss(
-    source: torch.Tensor, target: torch.Tensor, source_to_target: torch.Tensor, stride: int, temperature: float
+def cell_infonce(
+    source: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, temperature: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed cross-entropy of each source cell picking its true target cell, and the number of labelled cells.
+    """Summed cross-entropy of each labelled source cell picking its target cell, and the number labelled.
 
-    source (B, D, s, s) and target (B, D, t, t) are feature maps of images
-    s * stride and t * stride pixels wide; source_to_target (B, 3, 3) maps
-    source pixels to target pixels (NaN rows: no labels). A source cell is
-    labelled when its centre lands in front of the camera and inside the target.
+    source (B, D, s, s) and target (B, D, t, t) are feature maps; labels (B, s * s)
+    index target cells row-major; valid (B, s * s) marks the labelled source cells.
+    Similarity is cosine over ``temperature``, softmax over all target cells.
     """
-    target_cells = target.shape[-1]
-    centres = _cell_centres(source.shape[-1], stride, source.device)
+    source_vectors = F.normalize(source.float().flatten(2), dim=1)  # (B, D, n)
+    target_vectors = F.normalize(target.float().flatten(2), dim=1)
+    logits = torch.einsum("bdn,bdm->bnm", source_vectors, target_vectors) / temperature
+    per_cell = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1).long(), reduction="none")
+    return (per_cell * valid.reshape(-1)).sum(), valid.sum()
+
+
+def _homography_labels(
+    source_cells: int, target_cells: int, source_to_target: torch.Tensor, stride: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Target cell (B, s * s) of each source cell's centre under source_to_target (B, 3, 3), and where it is valid.
+
+    A source cell is labelled when its centre lands in front of the camera and
+    inside the target; NaN homographies label nothing.
+    """
+    centres = _cell_centres(source_cells, stride, source_to_target.device)
     mapped = torch.einsum("bij,nj->bni", source_to_target.float(), centres)  # (B, n, 3)
     depth = mapped[..., 2]
     xy = mapped[..., :2] / depth.where(depth.abs() > 1e-9, torch.ones_like(depth)).unsqueeze(-1)
     col, row = (xy / stride).floor().unbind(-1)
     valid = (depth > 0) & (col >= 0) & (col < target_cells) & (row >= 0) & (row < target_cells)
     valid &= torch.isfinite(mapped).all(dim=-1)
-    labels = (row * target_cells + col).where(valid, torch.zeros_like(row)).long()
-    source_vectors = F.normalize(source.float().flatten(2), dim=1)  # (B, D, n)
-    target_vectors = F.normalize(target.float().flatten(2), dim=1)
-    logits = torch.einsum("bdn,bdm->bnm", source_vectors, target_vectors) / temperature
-    per_cell = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
-    return (per_cell * valid.reshape(-1)).sum(), valid.sum()
+    return (row * target_cells + col).where(valid, torch.zeros_like(row)).long(), valid
+
+
+def _matching_loss(
+    source: torch.Tensor, target: torch.Tensor, source_to_target: torch.Tensor, stride: int, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`cell_infonce` of source (B, D, s, s) against target (B, D, t, t), labelled by a homography."""
+    labels, valid = _homography_labels(source.shape[-1], target.shape[-1], source_to_target, stride)
+    return cell_infonce(source, target, labels, valid, temperature)
 
 
 def correspondence_loss(
