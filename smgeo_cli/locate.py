@@ -138,7 +138,8 @@ class SMGeoDetector:
         size = self.model.config.query_size
         image, click = photo_rgb, np.asarray(click_xy, dtype=np.float64)
         if heading_deg is not None:
-            image, click = turn_with_points(image, heading_deg, click)
+            # Twice the input side keeps all the resize below uses, at a fraction of a full-size warp.
+            image, click = turn_with_points(image, heading_deg, click, max_side=2 * size)
         image, click = resize_with_points(image, size, click)
         query = image_to_tensor(image)[None].to(self.device)
         click_t = torch.as_tensor(click, dtype=torch.float32, device=self.device)[None]

@@ -108,19 +108,20 @@ def test_augmented_box_and_point_map_stay_on_the_object(width, height):
     assert 0 < greys < 20
 
 
-@pytest.mark.parametrize("turn", [90.0, 217.0])
-def test_turning_a_photo_keeps_the_click_on_its_spot_and_leaves_no_empty_corners(turn):
-    # A 4:3 photo with one red square: after the turn the mapped click lands on it.
+@pytest.mark.parametrize("turn, max_side", [(90.0, None), (217.0, None), (90.0, 200), (217.0, 200)])
+def test_turning_a_photo_keeps_the_click_on_its_spot_and_leaves_no_empty_corners(turn, max_side):
+    # A 4:3 photo with one red square: after the turn (and the shrink to max_side) the mapped click lands on it.
     photo = np.full((300, 400, 3), 90, np.uint8)
     photo[:150, :, 1] = 180  # the top half green, so a wrong turn direction shows
     photo[40:60, 300:320] = (255, 0, 0)
-    turned, click = turn_with_points(photo, turn, np.array([310.0, 50.0]))
-    assert turned.shape == (400, 400, 3)
+    turned, click = turn_with_points(photo, turn, np.array([310.0, 50.0]), max_side=max_side)
+    side = max_side or 400
+    assert turned.shape == (side, side, 3)
     x, y = np.rint(click).astype(int)
     assert tuple(turned[y, x]) == (255, 0, 0)
     # Clockwise: a quarter turn takes the photo's top to the right; corners are mirrored photo, not black.
     if turn == 90.0:
-        assert turned[200, 380, 1] == 180 and turned[200, 20, 1] == 90
+        assert turned[side // 2, side - side // 20, 1] == 180 and turned[side // 2, side // 20, 1] == 90
     assert turned.reshape(-1, 3).max(axis=1).min() > 0
 
 

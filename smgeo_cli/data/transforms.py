@@ -65,15 +65,24 @@ def resize_with_points(
     return _resize(image, size, size), _scale_xy(coords, size / width, size / height)
 
 
-def turn_with_points(image: np.ndarray, turn_deg: float, coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def turn_with_points(
+    image: np.ndarray, turn_deg: float, coords: np.ndarray, max_side: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The image turned clockwise by ``turn_deg`` about its centre on a square canvas, and coordinates with it.
 
-    The canvas side is the image's longer side; what the turned image does
-    not cover is filled by mirroring it, as rendered views continue past their
-    edges, so the network sees no black corners it never trained on. coords
-    alternate x, y in the input's pixels (see :func:`resize_with_points`).
+    The canvas side is the image's longer side, or ``max_side`` when that is
+    smaller: the image is first shrunk to it, aspect kept, so a photo bound for
+    a small network input is not warped at full size. What the turned image
+    does not cover is filled by mirroring it, as rendered views continue past
+    their edges, so the network sees no black corners it never trained on.
+    coords alternate x, y in the input's pixels (see :func:`resize_with_points`).
     """
     height, width = image.shape[:2]
+    if max_side is not None and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        shrunk_w, shrunk_h = max(1, round(width * scale)), max(1, round(height * scale))
+        coords = _scale_xy(coords, shrunk_w / width, shrunk_h / height)
+        image, width, height = _resize(image, shrunk_w, shrunk_h), shrunk_w, shrunk_h
     side = max(height, width)
     # OpenCV's positive angle turns the picture counter-clockwise on screen (y down).
     matrix = cv2.getRotationMatrix2D((width / 2, height / 2), -turn_deg, 1.0)

@@ -224,9 +224,10 @@ def _read_train_state(folder: Path, device: torch.device) -> dict:
         state = torch.load(path, map_location=device, weights_only=True)
         if not isinstance(state, dict):
             raise TypeError(f"holds a {type(state).__name__}")
+        restored = {key: state[key] for key in ("optimizer", "step", "epoch", "best_score")}
         # Runs without a teacher, and those saved before teachers existed, have no "teacher" entry.
-        return {key: state.get(key, {}) if key == "teacher" else state[key]
-                for key in ("optimizer", "step", "epoch", "best_score", "teacher")}
+        restored["teacher"] = state.get("teacher", {})
+        return restored
     # torch raises many types (UnpicklingError, RuntimeError, EOFError, ...) for a damaged file.
     except Exception as err:  # noqa: BLE001
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
