@@ -2,7 +2,7 @@
 
 Each command lives in its own module under :mod:`smgeo_cli.commands`; options
 shared by several commands are in :mod:`smgeo_cli.commands.options`. Command
-modules import the library (torch, timm, OpenCV, rasterio) inside their
+modules import the library (torch, OpenCV, rasterio) inside their
 command functions, so ``smgeo --help`` and usage errors never load it.
 
 :func:`main` is the only place that turns exceptions into what the user sees:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from timm.models.swin_transformer import SwinTransformer
 
 from conftest import run_cli
 from smgeo_cli.errors import UsageError, WeightsError
@@ -18,6 +17,7 @@ from smgeo_cli.model.config import MODELS_DIR, SMGeoConfig, resolve_config
 from smgeo_cli.model.gmoe import GridMoE
 from smgeo_cli.model.head import decode_detections
 from smgeo_cli.model.smgeo import SMGeo
+from smgeo_cli.model.swin import Swin
 from smgeo_cli.model.weights import load_model, save_weights
 from smgeo_cli.train.targets import center_targets
 
@@ -122,14 +122,13 @@ def test_weights_that_do_not_fit_the_config_are_a_clear_error(tmp_path, tiny):
         load_model(tmp_path / "missing")
 
 
-def test_backbone_starts_from_a_timm_swin_state_dict(tmp_path, tiny):
+def test_backbone_starts_from_an_image_classifiers_swin_state_dict(tmp_path, tiny):
     from safetensors.torch import save_file
 
-    # A timm Swin of the same widths but ImageNet's window 7: tables must be resized.
-    timm_swin = SwinTransformer(
-        img_size=224, embed_dim=tiny.embed_dim, depths=tiny.depths, num_heads=tiny.num_heads, window_size=7, num_classes=10
-    )
-    state = {k: v.contiguous() for k, v in timm_swin.state_dict().items()}
+    # A Swin of the same widths but ImageNet's window 7 (tables must be resized), with its classifier.
+    imagenet_like = Swin(224, tiny.patch_size, 3, tiny.embed_dim, tiny.depths, tiny.num_heads, 7, tiny.mlp_ratio)
+    state = {k: v.contiguous() for k, v in imagenet_like.state_dict().items()}
+    state |= {"head.fc.weight": torch.zeros(10, tiny.embed_dim * 8), "head.fc.bias": torch.zeros(10)}
     save_file(state, tmp_path / "swin.safetensors")
     from smgeo_cli.model.encoder import read_backbone_weights
 
@@ -184,7 +183,7 @@ def test_info_of_an_untrained_config_gives_the_same_figures_every_run(monkeypatc
         assert code == 0
         runs.append(json.loads(stdout))
     assert runs[0] == runs[1]
-    assert runs[0]["parameters"] == 5_174_397 and runs[0]["gflops_per_query"] > runs[0]["gflops_query"] > 0
+    assert runs[0]["parameters"] == 5_173_885 and runs[0]["gflops_per_query"] > runs[0]["gflops_query"] > 0
     code, _, stderr = run_cli(monkeypatch, capsys, "info", "--config", "smgeo-nano", "--weights", "x")
     assert code == 2 and "exactly one" in stderr
 

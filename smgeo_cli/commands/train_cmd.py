@@ -43,8 +43,8 @@ def train_command(
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Random flips, rotations, crops and colour on training references."),
     amp: bool = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA (ignored on CPU)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    pretrained_backbone: bool = typer.Option(False, "--pretrained-backbone", help="Start Swin from timm's ImageNet weights (downloads)."),
-    backbone_weights: Path = typer.Option(None, "--backbone-weights", help="Start Swin from a local timm Swin state dict (.safetensors)."),
+    pretrained_backbone: bool = typer.Option(False, "--pretrained-backbone", help="Start Swin from timm's ImageNet weights (downloads; needs smgeo[imagenet])."),
+    backbone_weights: Path = typer.Option(None, "--backbone-weights", help="Start Swin from a local Swin state dict (.safetensors, timm's or Microsoft's layout)."),
     init_weights: Path = typer.Option(
         None, "--init-weights", help="Start from an SMGeo weights folder (e.g. a run at smaller --ref-size: fine-tune)."
     ),

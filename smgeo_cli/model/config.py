@@ -43,7 +43,7 @@ class SMGeoConfig:
     query_size: int = 256
     ref_size: int = 1024
     ref_gsd_m: float = 0.5
-    # Swin backbone (timm); the paper's Swin-T.
+    # Swin backbone (model/swin.py); the paper's Swin-T.
     patch_size: int = 4
     embed_dim: int = 96
     depths: tuple[int, ...] = (2, 2, 6, 2)

@@ -1,10 +1,10 @@
-"""Cross-view encoder: one timm Swin Transformer serving drone and reference views.
+"""Cross-view encoder: one Swin Transformer serving drone and reference views.
 
 Each view has its own patch embedding (the query's takes RGB plus the click
 map, 4 channels; the reference's RGB); every stage after it is shared, with the
 MLP of chosen blocks replaced by a :class:`~smgeo_cli.model.gmoe.GridMoE` whose
-router depends on the view. Swin is built with ``strict_img_size=False`` so one
-set of weights takes the 256 query and the 1024 reference alike.
+router depends on the view. One set of weights takes the 256 query and the 1024
+reference alike (see :mod:`smgeo_cli.model.swin`).
 """
 
 from __future__ import annotations
@@ -14,36 +14,33 @@ from pathlib import Path
 from typing import Iterator
 
 import torch
-from timm.layers import PatchEmbed
-from timm.models.swin_transformer import SwinTransformer, checkpoint_filter_fn
 from torch import nn
 
 from smgeo_cli.errors import WeightsError
 from smgeo_cli.model.config import SMGeoConfig
 from smgeo_cli.model.gmoe import ExpertPool, GridMoE
+from smgeo_cli.model.swin import PatchEmbed, Swin, adapt_state_dict
 
 QUERY_CHANNELS = 4  # RGB + click map
 REFERENCE_CHANNELS = 3
 
 
-def build_swin(config: SMGeoConfig, in_chans: int) -> SwinTransformer:
-    """A headless timm Swin sized by ``config``; its patch embedding takes ``in_chans``."""
-    return SwinTransformer(
+def build_swin(config: SMGeoConfig, in_chans: int) -> Swin:
+    """A headless Swin sized by ``config``; its patch embedding takes ``in_chans``."""
+    return Swin(
         img_size=config.ref_size,
         patch_size=config.patch_size,
         in_chans=in_chans,
-        num_classes=0,
         embed_dim=config.embed_dim,
         depths=config.depths,
         num_heads=config.num_heads,
         window_size=config.window_size,
         mlp_ratio=config.mlp_ratio,
         drop_path_rate=config.drop_path_rate,
-        strict_img_size=False,
     )
 
 
-def insert_moe(swin: SwinTransformer, config: SMGeoConfig) -> None:
+def insert_moe(swin: Swin, config: SMGeoConfig) -> None:
     """Replace the MLP of the configured blocks by GMoE layers, one expert pool per stage."""
     for stage_index, block_indexes in config.moe_blocks.items():
         stage = swin.layers[stage_index]
@@ -67,15 +64,7 @@ class CrossViewEncoder(nn.Module):
         self.reference_backbone = build_swin(config, REFERENCE_CHANNELS)
         if config.shared_backbone:
             # Only the patch embedding is the query's own; it gets the 4th channel.
-            self.query_patch_embed = PatchEmbed(
-                img_size=config.query_size,
-                patch_size=config.patch_size,
-                in_chans=QUERY_CHANNELS,
-                embed_dim=config.embed_dim,
-                norm_layer=nn.LayerNorm,
-                strict_img_size=False,
-                output_fmt="NHWC",
-            )
+            self.query_patch_embed = PatchEmbed(config.patch_size, QUERY_CHANNELS, config.embed_dim)
             self.query_backbone = None
         else:
             self.query_backbone = build_swin(config, QUERY_CHANNELS)
@@ -84,7 +73,7 @@ class CrossViewEncoder(nn.Module):
                 insert_moe(swin, config)
         self.stage_channels = [config.embed_dim * 2**i for i in range(config.num_stages)]
 
-    def backbones(self) -> list[SwinTransformer]:
+    def backbones(self) -> list[Swin]:
         return [b for b in (self.reference_backbone, self.query_backbone) if b is not None]
 
     def moe_layers(self) -> Iterator[GridMoE]:
@@ -103,25 +92,19 @@ class CrossViewEncoder(nn.Module):
         else:
             swin = self.reference_backbone
             embed = swin.patch_embed
-        features = []
         with self._routing(view):
-            tokens = embed(image)  # (B, H/4, W/4, C) channels-last, as Swin stages expect
-            for stage in swin.layers:
-                tokens = stage(tokens)
-                features.append(tokens.permute(0, 3, 1, 2))
-        return features
+            return swin.forward_stages(embed(image))
 
     def load_backbone_state(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
-        """Start the backbone(s) from timm Swin weights (e.g. ImageNet).
+        """Start the backbone(s) from an image classifier's Swin (timm's or Microsoft's layout, e.g. ImageNet).
 
-        ``checkpoint_filter_fn`` adapts window sizes (relative position tables)
-        and drops the classifier. The 3-channel patch embedding seeds both
-        views: the query's click channel starts at zero, so the pretrained
-        filters see RGB exactly as before.
+        :func:`~smgeo_cli.model.swin.adapt_state_dict` resizes the position
+        tables to this config's windows and drops the classifier. The 3-channel
+        patch embedding seeds both views: the query's click channel starts at
+        zero, so the pretrained filters see RGB exactly as before.
         """
         for swin in self.backbones():
-            adapted = checkpoint_filter_fn(dict(state_dict), swin)
-            adapted = {k: v for k, v in adapted.items() if not k.startswith("head")}
+            adapted = adapt_state_dict(state_dict, swin)
             if "patch_embed.proj.weight" not in adapted:
                 raise WeightsError(f"{source}: not a Swin state dict (no patch_embed.proj.weight)")
             if swin.patch_embed.proj.in_channels == QUERY_CHANNELS:
@@ -155,7 +138,7 @@ def _with_click_channel(rgb_kernel: torch.Tensor) -> torch.Tensor:
     return torch.cat([rgb_kernel, torch.zeros_like(rgb_kernel[:, :1])], dim=1)
 
 
-def _seed_experts_from_mlp(swin: SwinTransformer, state_dict: dict[str, torch.Tensor]) -> None:
+def _seed_experts_from_mlp(swin: Swin, state_dict: dict[str, torch.Tensor]) -> None:
     """Start every expert of a GMoE block from the block's pretrained MLP.
 
     Pops the ``<block>.mlp.fc*`` entries from ``state_dict``, since the model
@@ -171,7 +154,7 @@ def _seed_experts_from_mlp(swin: SwinTransformer, state_dict: dict[str, torch.Te
 
 
 def read_backbone_weights(path: Path) -> dict[str, torch.Tensor]:
-    """A timm Swin state dict from a ``.safetensors`` file (or a ``.pth`` of plain tensors)."""
+    """A Swin state dict from a ``.safetensors`` file (or a ``.pth`` of plain tensors)."""
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"{path}: backbone weights file not found")

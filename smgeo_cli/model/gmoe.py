@@ -18,20 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smgeo_cli.model.swin import Mlp
+
 VIEWS = ("query", "reference")
-
-
-class Expert(nn.Module):
-    """One feed-forward expert, Linear(C, hC) - GELU - Linear(hC, C)."""
-
-    def __init__(self, dim: int, hidden_dim: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(tokens)))
 
 
 class ExpertPool(nn.Module):
@@ -39,7 +28,7 @@ class ExpertPool(nn.Module):
 
     def __init__(self, dim: int, hidden_dim: int, num_experts: int) -> None:
         super().__init__()
-        self.experts = nn.ModuleList(Expert(dim, hidden_dim) for _ in range(num_experts))
+        self.experts = nn.ModuleList(Mlp(dim, hidden_dim) for _ in range(num_experts))
 
     def __len__(self) -> int:
         return len(self.experts)

@@ -6,6 +6,7 @@ Nothing here unpickles: safetensors holds only tensors, the config is JSON.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -21,6 +22,8 @@ from smgeo_cli.model.smgeo import SMGeo
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 BUNDLED_WEIGHTS = MODELS_DIR / "smgeo-nano-bundled"
+# Folders written while the backbone was timm's carry its final norm, which SMGeo never applied.
+UNUSED_LEGACY_KEY = re.compile(r"encoder\.(reference|query)_backbone\.norm\.(weight|bias)")
 
 
 def weights_folder(weights: Path | None) -> Path:
@@ -80,6 +83,7 @@ def load_weights_into(model: SMGeo, folder: Path) -> None:
         missing, unexpected = load_safetensors_into(model, str(folder / WEIGHTS_FILE), strict=False)
     except (SafetensorError, RuntimeError, OSError) as exc:
         raise WeightsError(f"{folder / WEIGHTS_FILE}: weights do not fit the model ({_first_line(exc)})") from None
+    unexpected = [key for key in unexpected if not UNUSED_LEGACY_KEY.fullmatch(key)]
     if missing or unexpected:
         raise WeightsError(
             f"{folder / WEIGHTS_FILE}: weights do not fit the model "

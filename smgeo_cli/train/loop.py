@@ -146,8 +146,13 @@ def initial_weights(model: SMGeo, options: TrainOptions) -> None:
                 f"no ImageNet Swin matches {config.name} (embed_dim {config.embed_dim}, depths {list(config.depths)}); "
                 "train from scratch or pass --backbone-weights FILE"
             )
-        import timm
-
+        try:
+            import timm
+        except ImportError:
+            raise UsageError(
+                "--pretrained-backbone downloads timm's ImageNet Swin and needs timm: "
+                "pip install 'smgeo[imagenet]', or pass --backbone-weights FILE"
+            ) from None
         try:
             pretrained = timm.create_model(name, pretrained=True, num_classes=0)
         except Exception as exc:  # noqa: BLE001 - network and hub errors vary

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import generalized_box_iou_loss
 
 from smgeo_cli.model.config import SMGeoConfig
 from smgeo_cli.model.head import boxes_at_cells
@@ -28,6 +27,23 @@ def focal_heatmap_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float 
     pos_loss = -F.logsigmoid(logits) * (1 - prob) ** alpha * positive
     neg_loss = -F.logsigmoid(-logits) * prob**alpha * (1 - target) ** beta * (1 - positive)
     return (pos_loss.sum() + neg_loss.sum()) / positive.sum().clamp_min(1.0)
+
+
+def giou_loss(pred_boxes: torch.Tensor, target_boxes: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """1 - generalised IoU (Rezatofighi et al. 2019) of (..., 4) xyxy box pairs, one value per pair.
+
+    Unlike IoU it still has a gradient when the boxes do not overlap: the empty
+    part of their smallest enclosing box.
+    """
+    x1, y1, x2, y2 = pred_boxes.unbind(-1)
+    tx1, ty1, tx2, ty2 = target_boxes.unbind(-1)
+    overlap_w = (torch.minimum(x2, tx2) - torch.maximum(x1, tx1)).clamp(min=0)
+    overlap_h = (torch.minimum(y2, ty2) - torch.maximum(y1, ty1)).clamp(min=0)
+    intersection = overlap_w * overlap_h
+    union = (x2 - x1) * (y2 - y1) + (tx2 - tx1) * (ty2 - ty1) - intersection
+    enclosing = (torch.maximum(x2, tx2) - torch.minimum(x1, tx1)) * (torch.maximum(y2, ty2) - torch.minimum(y1, ty1))
+    giou = intersection / (union + eps) - (enclosing - union) / (enclosing + eps)
+    return 1 - giou
 
 
 def _cell_centres(cells: int, stride: int, device: torch.device) -> torch.Tensor:
@@ -149,7 +165,7 @@ def smgeo_loss(
         "heatmap": focal_heatmap_loss(maps["heatmap"], targets.heatmap),
         "offset": F.l1_loss(offset_at_centre, targets.offset),
         "box_l1": _masked_mean(box_l1, box_has_extent),
-        "giou": _masked_mean(generalized_box_iou_loss(pred_boxes, targets.boxes, reduction="none"), box_has_extent),
+        "giou": _masked_mean(giou_loss(pred_boxes, targets.boxes), box_has_extent),
         "moe_balance": maps["moe_balance"],
         "moe_entropy": maps["moe_entropy"],
     }
