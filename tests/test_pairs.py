@@ -21,6 +21,7 @@ def test_val_and_test_get_their_rounded_fractions_and_train_the_rest():
     assert split_counts(20, 0.1, 0.1) == {"train": 16, "val": 2, "test": 2}
     assert split_counts(7, 0.25, 0.0) == {"train": 5, "val": 2, "test": 0}
     assert split_counts(5, 0.0, 1.0) == {"train": 0, "val": 0, "test": 5}  # a held-out set only
+    assert split_counts(3, 0.5, 0.5) == {"train": 0, "val": 2, "test": 1}  # rounding never overdraws
 
 
 @pytest.mark.parametrize(

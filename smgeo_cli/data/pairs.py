@@ -135,8 +135,9 @@ def check_pair_options(n: int, val_frac: float, test_frac: float, gsd_m: float |
 
 def split_counts(n: int, val_frac: float, test_frac: float) -> dict[str, int]:
     """Pairs per split (fractions checked by ``check_pair_options``): val and test get their rounded fractions
-    of n, train the rest."""
-    val, test = round(n * val_frac), round(n * test_frac)
+    of n (test no more than val leaves), train the rest."""
+    val = round(n * val_frac)
+    test = min(round(n * test_frac), n - val)  # 3 pairs at 0.5 / 0.5 round to 2 + 2
     return {"train": n - val - test, "val": val, "test": test}
 
 
