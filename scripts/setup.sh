@@ -14,6 +14,7 @@ python -m pip install -q --upgrade pip
 # torch first, so that the project's requirement finds it met. A CPU-only build is taken where pip
 # finds one (a local wheelhouse, or PyTorch's CPU index given as an option, e.g.
 # `bash scripts/setup.sh .venv --extra-index-url https://download.pytorch.org/whl/cpu`); otherwise
-# PyPI's wheel, which on Linux brings CUDA: about 5 GB installed instead of 1.
-python -m pip install -q "torch==2.13.0+cpu" "$@" 2>/dev/null || python -m pip install -q "torch>=2.3,<=2.14.1" "$@"
+# PyPI's wheel, which on Linux brings CUDA: about 5 GB installed instead of 1, not cached twice.
+python -m pip install -q "torch==2.13.0+cpu" "$@" 2>/dev/null ||
+    python -m pip install -q --no-cache-dir "torch>=2.3,<=2.14.1" "$@"
 python -m pip install -q -e ".[dev]" "$@"
