@@ -6,7 +6,7 @@ those experts run on it: tokens are gathered per expert, pushed through that
 expert, and scattered back weighted by their gates. An expert that no token
 chose does no work at all.
 
-:class:`GridMoE` stands in for ``SwinTransformerBlock.mlp``: it takes and
+:class:`GridMoE` stands in for ``SwinBlock.mlp`` (:mod:`smgeo_cli.model.swin`): it takes and
 returns tokens shaped (B, N, C). The encoder tells it which view it is serving
 before each call (``set_view``), and it keeps the auxiliary losses of its
 forward calls for the model to collect afterwards (``pop_aux_losses``).

@@ -15,6 +15,7 @@ weights serves the small query and the large reference.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -171,7 +172,7 @@ class SwinBlock(nn.Module):
         self.mlp: nn.Module = Mlp(dim, int(dim * mlp_ratio))
 
     def window_attention(self, tokens: torch.Tensor) -> torch.Tensor:
-        height, width, channels = tokens.shape[1:]
+        height, width = tokens.shape[1:3]
         # Roll first, then pad: the padding stays at the far edges, outside the wrapped bands.
         if self.shift:
             tokens = torch.roll(tokens, shifts=(-self.shift, -self.shift), dims=(1, 2))
@@ -256,8 +257,8 @@ class Swin(nn.Module):
         patch_size: int,
         in_chans: int,
         embed_dim: int,
-        depths: list[int],
-        num_heads: list[int],
+        depths: Sequence[int],
+        num_heads: Sequence[int],
         window_size: int,
         mlp_ratio: float,
         drop_path_rate: float = 0.0,
